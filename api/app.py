@@ -1,0 +1,48 @@
+"""The FastAPI application: start-up checks, routes, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from api.errors import install_error_handlers
+from api.middleware import RequestIdMiddleware
+from api.routes import health
+from api.state import AppState
+from core.db import Database, create_engine, install_database, verify_app_role
+from core.runtime import Services, resolve_services
+from core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the app. Services are resolved at start-up unless given (tests, `phivault up`)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = services or resolve_services(settings)
+        database = Database(create_engine(resolved.app_url, settings))
+        redis = Redis.from_url(resolved.redis_url)
+        try:
+            await verify_app_role(database.engine)
+            install_database(database)
+            app.state.phivault = AppState(settings=settings, services=resolved, database=database, redis=redis)
+            yield
+        finally:
+            install_database(None)
+            await redis.aclose()
+            await database.dispose()
+
+    app = FastAPI(
+        title="PHIVault",
+        version="0.1.0",
+        description="Multi-tenant document ingestion and semantic search for health data.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,54 @@
+"""Liveness and readiness probes (no tenant data, no authentication)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.state import AppState
+from core.migrate import head_revision
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+async def _database_check(state: AppState) -> str:
+    async with state.database.engine.connect() as conn:
+        version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    expected = head_revision()
+    return "ok" if version == expected else f"migrations at {version}, expected {expected}"
+
+
+async def _broker_check(state: AppState) -> str:
+    await state.redis.ping()
+    return "ok"
+
+
+async def _run_check(check: Any, state: AppState) -> str:
+    try:
+        return str(await asyncio.wait_for(check(state), CHECK_TIMEOUT_SECONDS))
+    except Exception as exc:  # a probe reports failure, it does not raise
+        return f"unavailable ({type(exc).__name__})"
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Database reachable with migrations at head, broker reachable."""
+    state: AppState = request.app.state.phivault
+    database, broker = await asyncio.gather(_run_check(_database_check, state), _run_check(_broker_check, state))
+    checks = {"database": database, "broker": broker}
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        status_code=200 if ready else 503, content={"status": "ready" if ready else "unavailable", "checks": checks}
+    )

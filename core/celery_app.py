@@ -1,0 +1,30 @@
+"""The Celery application: Redis broker, at-least-once delivery settings."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+celery_app = Celery("phivault")
+
+
+def broker_url(redis_url: str) -> str:
+    """Celery spells a Redis unix socket `redis+socket://`; redis-py spells it `unix://`."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+def configure_celery(redis_url: str) -> Celery:
+    url = broker_url(redis_url)
+    celery_app.conf.update(
+        broker_url=url,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return celery_app

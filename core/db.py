@@ -1,0 +1,171 @@
+"""Database engines and the one door to tenant data: `tenant_session`.
+
+Two roles, two URLs: `DATABASE_URL` is the owner (migrations only); the API and
+workers connect as `phivault_app`, which cannot bypass row-level security. Every
+transaction that touches tenant data is opened by `tenant_session`, which first
+sets `app.tenant_id` for that transaction only (`set_config(..., true)`), so a
+pooled connection never carries one tenant's context into another's request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from core.settings import APP_ROLE, Settings
+
+SYSTEM_TENANT_ID = uuid.UUID(int=0)
+
+_SET_TENANT = text("SELECT set_config('app.tenant_id', :tid, true)")
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    """The runtime role could bypass tenant isolation or the append-only audit log."""
+
+
+def to_asyncpg_url(url: str) -> URL:
+    """Normalise `postgres://` / `postgresql://` URLs to the asyncpg driver."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+asyncpg")
+
+
+def to_libpq_url(url: URL) -> str:
+    """The plain `postgresql://` form of a URL (for asyncpg.connect and humans), password kept."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    owner: URL
+    app: URL
+
+
+def database_urls(settings: Settings, owner_url: str) -> DatabaseUrls:
+    """The owner URL as given, and the app URL: explicit, or the owner URL with the app role."""
+    owner = to_asyncpg_url(owner_url)
+    if settings.app_database_url:
+        app = to_asyncpg_url(settings.app_database_url)
+    else:
+        app = owner.set(username=APP_ROLE, password=settings.app_db_password.get_secret_value())
+    return DatabaseUrls(owner=owner, app=app)
+
+
+def create_engine(url: URL, settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "phivault"}},
+    )
+
+
+class Database:
+    """The process's app-role engine and session factory (one per process and event loop)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+    @asynccontextmanager
+    async def tenant_session(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """One transaction scoped to `tenant_id`: commits on success, rolls back on error.
+
+        The tenant context is set before anything else runs and is local to the
+        transaction, so it disappears with the commit or rollback.
+        """
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TypeError("tenant_id must be a uuid.UUID")
+        async with self.sessionmaker() as session, session.begin():
+            await session.execute(_SET_TENANT, {"tid": str(tenant_id)})
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+_ROLE_FACTS = text(
+    """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+           (SELECT pg_has_role(current_user, d.datdba, 'MEMBER')
+              FROM pg_database d WHERE d.datname = current_database()) AS owns_database,
+           (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+               AND pg_has_role(current_user, c.relowner, 'MEMBER')) AS owned_relations,
+           (SELECT count(*) FROM pg_namespace n
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_%'
+               AND pg_has_role(current_user, n.nspowner, 'MEMBER')) AS owned_schemas
+      FROM pg_roles r WHERE r.rolname = current_user
+    """
+)
+
+_AUDIT_WRITE_PRIVILEGES = text(
+    """
+    SELECT has_table_privilege('audit_logs', 'UPDATE') OR has_table_privilege('audit_logs', 'DELETE')
+        OR has_table_privilege('audit_logs', 'TRUNCATE')
+    """
+)
+
+_UNFORCED_TENANT_TABLES = text(
+    """
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+       AND (c.relname = 'tenants' OR EXISTS (
+             SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped))
+       AND NOT (c.relrowsecurity AND c.relforcerowsecurity)
+     ORDER BY 1
+    """
+)
+
+
+async def verify_app_role(engine: AsyncEngine) -> None:
+    """Refuse to run as a role that could read across tenants or rewrite the audit trail."""
+    async with engine.connect() as conn:
+        facts = (await conn.execute(_ROLE_FACTS)).mappings().one()
+        problems: list[str] = []
+        if facts["rolsuper"]:
+            problems.append("it is a superuser")
+        if facts["rolbypassrls"]:
+            problems.append("it has BYPASSRLS")
+        if facts["owns_database"]:
+            problems.append("it owns the database")
+        if facts["owned_relations"] or facts["owned_schemas"]:
+            problems.append("it owns tables or schemas (owners are exempt from grants and can alter policies)")
+        if not problems and await conn.scalar(_AUDIT_WRITE_PRIVILEGES):
+            problems.append("it may UPDATE, DELETE or TRUNCATE audit_logs")
+        unforced = list((await conn.scalars(_UNFORCED_TENANT_TABLES)).all())
+        if unforced:
+            problems.append("row-level security is not enabled and forced on " + ", ".join(unforced))
+        await conn.rollback()
+    if problems:
+        raise UnsafeDatabaseRole(
+            f"refusing to run as database role {facts['rolname']!r}: "
+            + "; ".join(problems)
+            + f". Connect the API and workers as {APP_ROLE!r} (run `phivault migrate` to create it)."
+        )
+
+
+_database: Database | None = None
+
+
+def install_database(database: Database | None) -> None:
+    """Make `database` the process's app-role database (done once at API or worker start)."""
+    global _database
+    _database = database
+
+
+def get_database() -> Database:
+    if _database is None:
+        raise RuntimeError("the database is not initialised in this process")
+    return _database
+
+
+def tenant_session(tenant_id: uuid.UUID) -> AbstractAsyncContextManager[AsyncSession]:
+    """The only way application code reaches tenant data: see `Database.tenant_session`."""
+    return get_database().tenant_session(tenant_id)
