@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Sequence, Text, insert, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, FetchedValue, ForeignKey, Index, Text, insert, text
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -24,8 +24,6 @@ GENESIS_HASH = "0" * 64
 
 Outcome = Literal["success", "denied", "error"]
 ActorType = Literal["user", "platform", "system", "anonymous"]
-
-audit_logs_id_seq = Sequence("audit_logs_id_seq")
 
 
 class AuditLog(Base):
@@ -38,9 +36,9 @@ class AuditLog(Base):
         Index("ix_audit_logs_tenant_id_id", "tenant_id", "id"),
     )
 
-    id: Mapped[int] = mapped_column(
-        BigInteger, audit_logs_id_seq, primary_key=True, server_default=audit_logs_id_seq.next_value()
-    )
+    # Assigned by the chain trigger from `audit_logs_id_seq` while it holds the tenant's chain
+    # head, so ids rise in chain order within a tenant.
+    id: Mapped[int] = mapped_column(BigInteger, FetchedValue(), primary_key=True, autoincrement=False)
     tenant_id: Mapped[uuid.UUID] = tenant_fk()
     actor_id: Mapped[str | None] = mapped_column(Text)
     actor_type: Mapped[str] = mapped_column(Text, nullable=False)

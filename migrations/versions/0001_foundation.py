@@ -169,7 +169,8 @@ def upgrade() -> None:
     op.execute("CREATE SEQUENCE audit_logs_id_seq")
     op.create_table(
         "audit_logs",
-        sa.Column("id", sa.BigInteger(), server_default=sa.text("nextval('audit_logs_id_seq')"), nullable=False),
+        # set by the audit_logs_chain trigger
+        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("actor_id", sa.Text(), nullable=True),
         sa.Column("actor_type", sa.Text(), nullable=False),
@@ -299,7 +300,6 @@ def _grant_app_role() -> None:
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON documents, document_chunks TO {APP_ROLE}")
     op.execute(f"GRANT SELECT, INSERT ON audit_logs TO {APP_ROLE}")
     op.execute(f"GRANT SELECT ON audit_chain_heads TO {APP_ROLE}")
-    op.execute(f"GRANT USAGE ON SEQUENCE audit_logs_id_seq TO {APP_ROLE}")
 
 
 def downgrade() -> None:

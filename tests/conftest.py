@@ -1,0 +1,111 @@
+"""Test fixtures: a throwaway embedded PostgreSQL (pgvector) and Redis, migrated, used as `phivault_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.db import Database, create_engine, database_urls, install_database
+from core.embedded import start_postgres, start_redis
+from core.migrate import migrate
+from core.runtime import Services
+from core.settings import Settings
+from models import Tenant
+from models.tenancy import PlatformActor, create_tenant
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+T = TypeVar("T")
+
+TEST_APP_PASSWORD = "phivault-app-test-password"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="phivault-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(
+        env="development",
+        data_dir=data_dir,
+        database_url=None,
+        redis_url=None,
+        app_database_url=None,
+        app_db_password=TEST_APP_PASSWORD,
+        db_pool_size=5,
+        db_max_overflow=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings, data_dir: Path) -> Services:
+    """Start PostgreSQL and Redis for this test session and migrate to head."""
+    postgres = start_postgres(data_dir, cleanup="delete")
+    redis = start_redis(data_dir / "redis")
+    resolved = Services(
+        database=database_urls(settings, postgres.url()),
+        redis_url=redis.url,
+        embedded_postgres=postgres,
+        embedded_redis=redis,
+    )
+    migrate(resolved.owner_url, TEST_APP_PASSWORD)
+    return resolved
+
+
+@pytest.fixture(scope="session")
+async def db(services: Services, settings: Settings) -> AsyncIterator[Database]:
+    """The app-role database, installed as the process database like the API does."""
+    database = Database(create_engine(services.app_url, settings))
+    install_database(database)
+    yield database
+    install_database(None)
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(services: Services, settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The migration owner (a superuser on the embedded server): for checks from outside RLS only."""
+    engine = create_engine(services.owner_url, settings)
+    yield engine
+    await engine.dispose()
+
+
+TenantFactory = Callable[..., Awaitable[Tenant]]
+
+
+@pytest.fixture
+def make_tenant(db: Database) -> TenantFactory:
+    async def factory(name: str | None = None) -> Tenant:
+        return await create_tenant(db, name or f"Clinic {uuid.uuid4().hex[:8]}", PlatformActor(actor_id="tests"))
+
+    return factory
+
+
+async def owner_scalar(owner_engine: AsyncEngine, sql: str, **params: object) -> object:
+    async with owner_engine.connect() as conn:
+        return await conn.scalar(text(sql), params)
+
+
+def run_in_fresh_loop(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on its own event loop in a worker thread (for sync tests such as hypothesis)."""
+
+    async def runner() -> T:
+        return await coro_factory()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, runner()).result()

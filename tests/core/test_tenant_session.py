@@ -1,0 +1,74 @@
+"""`tenant_session`: one transaction, the context set first and gone with the transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from core.db import Database, create_engine, tenant_session
+from core.runtime import Services
+from core.settings import Settings
+from tests.conftest import TenantFactory
+
+
+@pytest.fixture
+async def small_pool_db(services: Services, settings: Settings) -> AsyncIterator[Database]:
+    engine = create_engine(services.app_url, settings.model_copy(update={"db_pool_size": 3, "db_max_overflow": 0}))
+    yield Database(engine)
+    await engine.dispose()
+
+
+async def test_fifty_concurrent_sessions_never_see_each_others_context(
+    small_pool_db: Database, make_tenant: TenantFactory
+) -> None:
+    tenants = [(await make_tenant()).id, (await make_tenant()).id]
+    rng = random.Random(7)
+
+    async def one(i: int) -> tuple[uuid.UUID, list[str], list[uuid.UUID]]:
+        tenant_id = tenants[i % 2]
+        async with small_pool_db.tenant_session(tenant_id) as session:
+            seen = [str(await session.scalar(text("SELECT current_setting('app.tenant_id')")))]
+            await asyncio.sleep(rng.random() / 50)
+            seen.append(str(await session.scalar(text("SELECT current_setting('app.tenant_id')"))))
+            visible = list((await session.execute(text("SELECT id FROM tenants"))).scalars())
+        return tenant_id, seen, visible
+
+    results = await asyncio.gather(*(one(i) for i in range(50)))
+    assert len(results) == 50
+    for tenant_id, seen, visible in results:
+        assert seen == [str(tenant_id), str(tenant_id)]
+        assert visible == [tenant_id]
+
+    # Connections back in the pool carry no tenant context.
+    for _ in range(3):
+        async with small_pool_db.engine.connect() as conn:
+            assert await conn.scalar(text("SELECT current_setting('app.tenant_id', true)")) in ("", None)
+            await conn.rollback()
+
+
+async def test_error_rolls_back_the_whole_transaction(db: Database, make_tenant: TenantFactory) -> None:
+    tenant = await make_tenant()
+    sha = uuid.uuid4().hex
+    with pytest.raises(RuntimeError, match="boom"):
+        async with tenant_session(tenant.id) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO documents (tenant_id, filename, content_type, size_bytes, sha256, storage_key) "
+                    "VALUES (:t, 'x', 'text/plain', 1, :h, 'k')"
+                ),
+                {"t": tenant.id, "h": sha},
+            )
+            raise RuntimeError("boom")
+    async with tenant_session(tenant.id) as session:
+        assert await session.scalar(text("SELECT count(*) FROM documents WHERE sha256 = :h"), {"h": sha}) == 0
+
+
+async def test_tenant_id_must_be_a_uuid(db: Database) -> None:
+    with pytest.raises(TypeError):
+        async with tenant_session("00000000-0000-0000-0000-000000000000"):  # type: ignore[arg-type]
+            pass
