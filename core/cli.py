@@ -14,7 +14,11 @@ import typer
 from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 
-app = typer.Typer(help="PHIVault: multi-tenant document vault with semantic search.", no_args_is_help=True)
+app = typer.Typer(
+    help="PHIVault: multi-tenant document vault with semantic search.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (default PHIVAULT_API_HOST).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default PHIVAULT_API_PORT).")]
@@ -22,6 +26,7 @@ PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default
 
 def _settings() -> Settings:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     return get_settings()
 
 
@@ -42,6 +47,22 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
         port=port or settings.api_port,
         log_level="info",
     )
+
+
+def _verify_runtime_role(settings: Settings, services: Services) -> None:
+    """Workers hold the same guard as the API: never run as a role that could bypass RLS."""
+    import asyncio
+
+    from core.db import create_engine, verify_app_role
+
+    async def check() -> None:
+        engine = create_engine(services.app_url, settings)
+        try:
+            await verify_app_role(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(check())
 
 
 def _service_env(services: Services) -> dict[str, str]:
@@ -72,6 +93,7 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     """Run a Celery worker."""
     settings = _settings()
     services = resolve_services(settings)
+    _verify_runtime_role(settings, services)
     from core.celery_app import configure_celery
 
     configure_celery(services.redis_url).worker_main(
@@ -113,5 +135,17 @@ def up(host: HostOption = None, port: PortOption = None) -> None:
                 child.kill()
 
 
+def main() -> None:
+    """Console entry point: configuration and role errors end with a clear message, not a traceback."""
+    from core.db import UnsafeDatabaseRole
+    from core.settings import SettingsError
+
+    try:
+        app()
+    except (SettingsError, UnsafeDatabaseRole) as exc:
+        typer.echo(f"phivault: {exc}", err=True)
+        raise SystemExit(2) from exc
+
+
 if __name__ == "__main__":
-    app()
+    main()
