@@ -9,12 +9,18 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
+from api.limits import UploadSizeLimitMiddleware
 from api.middleware import RequestIdMiddleware
-from api.routes import health
+from api.routes import documents, health, tenants
 from api.state import AppState
+from core.celery_app import configure_celery
 from core.db import Database, create_engine, install_database, verify_app_role
+from core.keys import key_provider_from_settings
 from core.runtime import Services, resolve_services
+from core.security import TokenVerifier
 from core.settings import Settings, get_settings
+from core.storage import object_store_from_settings
+from ingest.queue import enqueue_process_document
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -29,7 +35,18 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             await verify_app_role(database.engine)
             install_database(database)
-            app.state.phivault = AppState(settings=settings, services=resolved, database=database, redis=redis)
+            configure_celery(resolved.redis_url)
+            keys = key_provider_from_settings(settings)
+            app.state.phivault = AppState(
+                settings=settings,
+                services=resolved,
+                database=database,
+                redis=redis,
+                verifier=TokenVerifier(settings),
+                keys=keys,
+                store=object_store_from_settings(settings, keys),
+                enqueue=enqueue_process_document,
+            )
             yield
         finally:
             install_database(None)
@@ -42,7 +59,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         description="Multi-tenant document ingestion and semantic search for health data.",
         lifespan=lifespan,
     )
+    app.add_middleware(UploadSizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(tenants.router)
+    app.include_router(documents.router)
     return app

@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from core.db import Database
+from core.keys import KeyProvider
 from core.runtime import Services
+from core.security import TokenVerifier
 from core.settings import Settings
+from core.storage import ObjectStore
 
 
 @dataclass
 class AppState:
-    """What the running API holds: configuration, the app-role database and the broker client."""
+    """What the running API holds: configuration, the app-role database, the broker, keys and storage."""
 
     settings: Settings
     services: Services
     database: Database
     redis: Redis
+    verifier: TokenVerifier
+    keys: KeyProvider
+    store: ObjectStore
+    enqueue: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]]

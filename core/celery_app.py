@@ -14,9 +14,14 @@ def broker_url(redis_url: str) -> str:
     return redis_url
 
 
-def configure_celery(redis_url: str) -> Celery:
+def configure_celery(redis_url: str, *, reconcile_every: float = 60, purge_every: float = 3600) -> Celery:
     url = broker_url(redis_url)
     celery_app.conf.update(
+        include=["ingest.tasks"],
+        beat_schedule={
+            "reconcile-stale-documents": {"task": "ingest.reconcile", "schedule": reconcile_every},
+            "purge-deleted-documents": {"task": "ingest.purge_deleted", "schedule": purge_every},
+        },
         broker_url=url,
         result_backend=None,
         task_serializer="json",

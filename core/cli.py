@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
-from typing import Annotated
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -96,9 +99,11 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     _verify_runtime_role(settings, services)
     from core.celery_app import configure_celery
 
-    configure_celery(services.redis_url).worker_main(
-        ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"]
-    )
+    configure_celery(
+        services.redis_url,
+        reconcile_every=settings.reconcile_interval_seconds,
+        purge_every=settings.purge_interval_seconds,
+    ).worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"])
 
 
 @app.command()
@@ -109,7 +114,11 @@ def beat() -> None:
     from core.celery_app import configure_celery
 
     schedule = settings.data_dir.resolve() / "celerybeat-schedule"
-    configure_celery(services.redis_url).start(["beat", "--loglevel=INFO", f"--schedule={schedule}"])
+    configure_celery(
+        services.redis_url,
+        reconcile_every=settings.reconcile_interval_seconds,
+        purge_every=settings.purge_interval_seconds,
+    ).start(["beat", "--loglevel=INFO", f"--schedule={schedule}"])
 
 
 @app.command()
@@ -133,6 +142,84 @@ def up(host: HostOption = None, port: PortOption = None) -> None:
                 child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+tenant_app = typer.Typer(help="Manage tenants (platform operations).", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+
+RoleOption = Annotated[str, typer.Option("--role", help="platform_admin, admin, member or viewer.")]
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant id (uuid).")]
+
+
+def _cli_actor() -> Any:
+    import getpass
+
+    from models.audit import Actor
+
+    return Actor(actor_id=f"cli:{getpass.getuser()}", actor_type="platform")
+
+
+def _uuid(value: str, what: str = "tenant") -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be a uuid") from None
+
+
+@app.command()
+def token(
+    role: RoleOption,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant id (not for platform_admin).")] = None,
+    sub: Annotated[str, typer.Option("--sub", help="Subject (user id).")] = "dev-user",
+    ttl: Annotated[int, typer.Option(min=60, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint a development token (refused in production)."""
+    from core.security import ROLES, mint_token
+
+    settings = _settings()
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    tenant_id = _uuid(tenant) if tenant else None
+    typer.echo(mint_token(settings, subject=sub, role=role, tenant_id=tenant_id, ttl_seconds=ttl))
+
+
+@tenant_app.command("create")
+def tenant_create(name: str) -> None:
+    """Create a tenant (and its key) and print its id."""
+    settings = _settings()
+    services = resolve_services(settings, need_redis=False)
+
+    async def create() -> Any:
+        from core.db import Database, create_engine
+        from core.keys import key_provider_from_settings
+        from models.tenancy import create_tenant, key_provisioner
+
+        db = Database(create_engine(services.app_url, settings))
+        try:
+            return await create_tenant(db, name, _cli_actor(), key_provisioner(key_provider_from_settings(settings)))
+        finally:
+            await db.dispose()
+
+    tenant = asyncio.run(create())
+    typer.echo(f"{tenant.id}\t{tenant.slug}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders (searched recursively).")],
+    tenant: TenantOption,
+    wait: Annotated[bool, typer.Option(help="Wait until every document is ready or failed.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for processing.")] = 600,
+) -> None:
+    """Upload files for a tenant, show progress, and summarise ready / failed / duplicate."""
+    from ingest.cli_ingest import ingest_paths
+
+    settings = _settings()
+    services = resolve_services(settings)
+    summary = asyncio.run(ingest_paths(settings, services, _uuid(tenant), paths, wait=wait, wait_seconds=timeout))
+    typer.echo(summary.render())
+    if summary.failed or summary.rejected:
+        raise typer.Exit(1)
 
 
 def main() -> None:

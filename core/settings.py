@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     retention_days: int = Field(default=30, ge=0)
 
+    queued_timeout_seconds: int = Field(default=300, ge=1)
+    processing_timeout_seconds: int = Field(default=900, ge=1)
+    reconcile_interval_seconds: int = Field(default=60, ge=1)
+    purge_interval_seconds: int = Field(default=3600, ge=1)
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 

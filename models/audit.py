@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, tenant_fk
+from models.tenant import Tenant
 
 GENESIS_HASH = "0" * 64
 
@@ -85,6 +86,44 @@ class AuditEvent:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and from where: copied onto every event the action writes."""
+
+    actor_id: str | None
+    actor_type: ActorType
+    request_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+    def event(
+        self,
+        tenant_id: uuid.UUID,
+        action: str,
+        *,
+        outcome: Outcome = "success",
+        resource_type: str | None = None,
+        resource_id: object = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            tenant_id=tenant_id,
+            action=action,
+            outcome=outcome,
+            actor_id=self.actor_id,
+            actor_type=self.actor_type,
+            resource_type=resource_type,
+            resource_id=None if resource_id is None else str(resource_id),
+            ip_address=self.ip_address,
+            user_agent=self.user_agent,
+            request_id=self.request_id,
+            metadata=metadata or {},
+        )
+
+
+SYSTEM_ACTOR = Actor(actor_id="phivault", actor_type="system")
+
+
 async def write_audit_event(session: AsyncSession, event: AuditEvent) -> int:
     """Append `event` inside the caller's transaction; any failure propagates and aborts the action."""
     stmt = (
@@ -105,3 +144,34 @@ async def write_audit_event(session: AsyncSession, event: AuditEvent) -> int:
         .returning(AuditLog.id)
     )
     return int((await session.execute(stmt)).scalar_one())
+
+
+@dataclass
+class ActingSession:
+    """A tenant transaction together with who acts in it: the unit routes, tasks and the CLI work in."""
+
+    session: AsyncSession
+    tenant: Tenant
+    actor: Actor
+    user_id: uuid.UUID | None = None
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        resource_type: str | None = None,
+        resource_id: object = None,
+        outcome: Outcome = "success",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        await write_audit_event(
+            self.session,
+            self.actor.event(
+                self.tenant.id,
+                action,
+                outcome=outcome,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                metadata=metadata,
+            ),
+        )

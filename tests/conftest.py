@@ -22,7 +22,8 @@ from core.migrate import migrate
 from core.runtime import Services
 from core.settings import Settings
 from models import Tenant
-from models.tenancy import PlatformActor, create_tenant
+from models.audit import Actor
+from models.tenancy import create_tenant
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -91,7 +92,9 @@ TenantFactory = Callable[..., Awaitable[Tenant]]
 @pytest.fixture
 def make_tenant(db: Database) -> TenantFactory:
     async def factory(name: str | None = None) -> Tenant:
-        return await create_tenant(db, name or f"Clinic {uuid.uuid4().hex[:8]}", PlatformActor(actor_id="tests"))
+        return await create_tenant(
+            db, name or f"Clinic {uuid.uuid4().hex[:8]}", Actor(actor_id="tests", actor_type="platform")
+        )
 
     return factory
 

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from core.db import Database, create_engine
 from core.runtime import Services
 from core.settings import Settings
-from models.tenancy import PlatformActor, create_tenant
+from models.audit import Actor
+from models.tenancy import create_tenant
 from tests.conftest import run_in_fresh_loop
 
 TENANTS = 5
@@ -78,7 +79,7 @@ def test_no_row_crosses_tenants(services: Services, settings: Settings, ops: lis
         engine = create_engine(services.app_url, settings)
         db = Database(engine)
         try:
-            actor = PlatformActor(actor_id="property-test")
+            actor = Actor(actor_id="property-test", actor_type="platform")
             tenant_ids = [(await create_tenant(db, f"Prop {i}", actor)).id for i in range(TENANTS)]
             await _run(db, tenant_ids, ops)
         finally:

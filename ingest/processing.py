@@ -1,0 +1,184 @@
+"""Turning a queued document into chunks with embeddings.
+
+Three steps, so no transaction stays open while the CPU works:
+1. claim: lock the row, mark it `processing`, count the attempt (commit);
+2. outside any transaction: fetch and decrypt, extract, chunk, embed;
+3. finish: lock the row again, replace its chunks, mark it `ready` and audit (one commit).
+Running it twice, or two workers at once, leaves exactly one set of chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, insert
+
+from core.db import Database
+from core.keys import DecryptionError, TenantKeyRef
+from core.settings import Settings
+from core.storage import ObjectStore
+from embeddings.base import Embedder
+from ingest.chunking import Chunk, chunk_sections
+from ingest.extract import ExtractionLimits, extract_sections
+from ingest.repository import get_document
+from ingest.sections import ContentError
+from models.audit import Actor, write_audit_event
+from models.chunk import DocumentChunk
+from models.document import Document
+from models.tenant import Tenant
+
+log = logging.getLogger(__name__)
+
+WORKER_ACTOR = Actor(actor_id="phivault-worker", actor_type="system")
+MAX_ATTEMPTS = 5
+CLAIMABLE = ("queued", "processing")
+
+
+@dataclass(frozen=True)
+class Claim:
+    keys: TenantKeyRef
+    content_type: str
+    metadata: dict[str, object]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    chunks: list[Chunk]
+    vectors: list[list[float]]
+
+
+async def claim(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID) -> Claim | None:
+    async with db.tenant_session(tenant_id) as session:
+        document = await get_document(session, tenant_id, document_id, for_update=True)
+        if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
+            return None
+        tenant = await session.get(Tenant, tenant_id)
+        assert tenant is not None
+        document.status = "processing"
+        document.attempts += 1
+        return Claim(
+            keys=TenantKeyRef(tenant_id=tenant.id, kms_key_id=tenant.kms_key_id, wrapped_key=tenant.wrapped_key),
+            content_type=document.content_type,
+            metadata=dict(document.metadata_),
+            attempts=document.attempts,
+        )
+
+
+def prepare(
+    claimed: Claim, document_id: uuid.UUID, store: ObjectStore, embedder: Embedder, settings: Settings
+) -> Prepared:
+    """Decrypt, extract, chunk and embed (CPU-bound; runs in a thread)."""
+    data = store.read(claimed.keys, document_id)
+    sections = extract_sections(data, claimed.content_type, ExtractionLimits.from_settings(settings))
+    max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
+    chunks = chunk_sections(sections, embedder.tokenizer, max_tokens, settings.chunk_overlap_tokens)
+    if not chunks:
+        raise ContentError("no_text", "no text could be extracted from this document")
+    vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+    return Prepared(chunks=chunks, vectors=vectors)
+
+
+async def finish(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, prepared: Prepared, model_id: str) -> bool:
+    async with db.tenant_session(tenant_id) as session:
+        document = await get_document(session, tenant_id, document_id, for_update=True)
+        if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
+            return False
+        await session.execute(
+            delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
+        )
+        await session.execute(
+            insert(DocumentChunk),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "document_id": document_id,
+                    "chunk_index": chunk.index,
+                    "text": chunk.text,
+                    "token_count": chunk.token_count,
+                    "page": chunk.page,
+                    "embedding": vector,
+                    "embedding_model": model_id,
+                    "metadata_": chunk.metadata,
+                }
+                for chunk, vector in zip(prepared.chunks, prepared.vectors, strict=True)
+            ],
+        )
+        _mark(document, "ready", chunk_count=len(prepared.chunks))
+        await write_audit_event(
+            session,
+            WORKER_ACTOR.event(
+                tenant_id,
+                "document.processed",
+                resource_type="document",
+                resource_id=document_id,
+                metadata={"chunk_count": len(prepared.chunks), "embedding_model": model_id},
+            ),
+        )
+    return True
+
+
+async def fail(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, code: str, message: str) -> None:
+    async with db.tenant_session(tenant_id) as session:
+        document = await get_document(session, tenant_id, document_id, for_update=True)
+        if document is None or document.status not in CLAIMABLE:
+            return
+        _mark(document, "failed", error_code=code, error_message=message)
+        await session.execute(
+            delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
+        )
+        await write_audit_event(
+            session,
+            WORKER_ACTOR.event(
+                tenant_id,
+                "document.failed",
+                outcome="error",
+                resource_type="document",
+                resource_id=document_id,
+                metadata={"error_code": code},
+            ),
+        )
+
+
+def _mark(
+    document: Document,
+    status: str,
+    *,
+    chunk_count: int = 0,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> None:
+    document.status = status
+    document.chunk_count = chunk_count
+    document.error_code = error_code
+    document.error_message = error_message
+
+
+async def process_document(
+    db: Database,
+    store: ObjectStore,
+    embedder: Embedder,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    document_id: uuid.UUID,
+) -> str:
+    """Run the pipeline; returns the document's resulting state. Transient errors propagate (retry)."""
+    claimed = await claim(db, tenant_id, document_id)
+    if claimed is None:
+        return "skipped"
+    if claimed.attempts > MAX_ATTEMPTS:
+        await fail(db, tenant_id, document_id, "processing_error", "processing failed repeatedly; upload it again")
+        return "failed"
+    try:
+        prepared = await asyncio.to_thread(prepare, claimed, document_id, store, embedder, settings)
+    except ContentError as exc:
+        await fail(db, tenant_id, document_id, exc.code, exc.message)
+        return "failed"
+    except DecryptionError:
+        log.error("stored object failed authentication", extra={"document_id": str(document_id)})
+        await fail(db, tenant_id, document_id, "integrity_error", "the stored file failed its integrity check")
+        return "failed"
+    return "ready" if await finish(db, tenant_id, document_id, prepared, embedder.model_id) else "skipped"

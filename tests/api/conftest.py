@@ -1,0 +1,130 @@
+"""The real HTTP app (lifespan included) over ASGI, tokens, tenants, and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.app import create_app
+from core.runtime import Services
+from core.security import Role, mint_token
+from core.settings import Settings
+from tests.conftest import TEST_APP_PASSWORD
+
+WORKER_START_TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            yield http
+
+
+class Tokens:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def headers(self, role: Role, tenant_id: uuid.UUID | None = None, sub: str | None = None) -> dict[str, str]:
+        token = mint_token(self.settings, subject=sub or f"{role}-user", role=role, tenant_id=tenant_id)
+        return {"Authorization": f"Bearer {token}"}
+
+    def platform(self) -> dict[str, str]:
+        return self.headers("platform_admin", sub="platform-operator")
+
+
+@pytest.fixture(scope="session")
+def tokens(settings: Settings) -> Tokens:
+    return Tokens(settings)
+
+
+@pytest.fixture
+async def tenant_id(client: httpx.AsyncClient, tokens: Tokens) -> uuid.UUID:
+    response = await client.post(
+        "/v1/tenants", json={"name": f"Clinic {uuid.uuid4().hex[:6]}"}, headers=tokens.platform()
+    )
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["id"])
+
+
+async def audit_actions(owner_engine: AsyncEngine, tenant_id: uuid.UUID) -> list[tuple[str, str, str | None]]:
+    """(action, outcome, resource_id) of a tenant's audit events, oldest first (read as the owner)."""
+    async with owner_engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT action, outcome, resource_id FROM audit_logs WHERE tenant_id = :t ORDER BY id"),
+            {"t": tenant_id},
+        )
+        return [(row.action, row.outcome, row.resource_id) for row in rows]
+
+
+def worker_env(settings: Settings, services: Services) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=services.owner_url.render_as_string(hide_password=False),
+        REDIS_URL=services.redis_url,
+        PHIVAULT_DATA_DIR=str(settings.data_dir),
+        PHIVAULT_APP_DB_PASSWORD=TEST_APP_PASSWORD,
+        HF_HUB_OFFLINE="1",
+    )
+    return env
+
+
+class Worker:
+    """A `phivault worker` subprocess (prefork, one child) with its log in a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "worker", "--concurrency", "1"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if b"ready." in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError("the worker did not start:\n" + self.log_path.read_text(errors="replace")[-4000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def child_pids(self) -> list[int]:
+        assert self.process is not None
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+
+@pytest.fixture(scope="session")
+def worker(settings: Settings, services: Services) -> Iterator[Worker]:
+    running = Worker(worker_env(settings, services), settings.data_dir / "worker.log")
+    running.start()
+    yield running
+    running.stop()

@@ -1,0 +1,156 @@
+"""Documents through HTTP as `phivault_app`: upload, duplicate, list, read, download, delete, restore."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.api.conftest import Tokens, audit_actions
+from tests.conftest import owner_scalar
+
+NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    content: bytes = NOTE,
+    filename: str = "note.txt",
+    metadata: str | None = None,
+) -> httpx.Response:
+    data = {"metadata": metadata} if metadata is not None else {}
+    return await client.post(
+        "/v1/documents", files={"file": (filename, content, "application/octet-stream")}, data=data, headers=headers
+    )
+
+
+async def test_upload_answers_202_with_the_document(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine
+) -> None:
+    response = await upload(client, tokens.headers("member", tenant_id), metadata='{"ward": "3B"}')
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "queued"
+    assert body["duplicate"] is False
+    assert body["filename"] == "note.txt"
+    assert body["content_type"] == "text/plain"
+    assert body["size_bytes"] == len(NOTE)
+    assert body["metadata"] == {"ward": "3B"}
+    assert response.headers["location"] == f"/v1/documents/{body['id']}"
+    actions = await audit_actions(owner_engine, tenant_id)
+    assert ("document.uploaded", "success", body["id"]) in actions
+    assert ("user.provisioned", "success") in [(a, o) for a, o, _ in actions]
+
+
+async def test_same_content_is_a_duplicate_of_the_first(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID
+) -> None:
+    headers = tokens.headers("admin", tenant_id)
+    first = await upload(client, headers)
+    second = await upload(client, headers, filename="copy.txt")
+    assert second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert second.json()["id"] == first.json()["id"]
+
+
+async def test_get_list_and_download(client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID) -> None:
+    headers = tokens.headers("member", tenant_id)
+    ids = [(await upload(client, headers, NOTE + str(i).encode())).json()["id"] for i in range(3)]
+
+    got = await client.get(f"/v1/documents/{ids[0]}", headers=headers)
+    assert got.status_code == 200
+    assert set(got.json()) == {
+        "id", "filename", "content_type", "size_bytes", "sha256", "status", "error_code",
+        "error_message", "chunk_count", "metadata", "created_at", "updated_at",
+    }  # fmt: skip
+
+    first_page = await client.get("/v1/documents", params={"limit": 2}, headers=headers)
+    assert first_page.status_code == 200
+    page = first_page.json()
+    assert [d["id"] for d in page["items"]] == ids[::-1][:2]
+    second_page = await client.get("/v1/documents", params={"limit": 2, "cursor": page["next_cursor"]}, headers=headers)
+    assert [d["id"] for d in second_page.json()["items"]] == [ids[0]]
+    assert second_page.json()["next_cursor"] is None
+
+    content = await client.get(f"/v1/documents/{ids[1]}/content", headers=headers)
+    assert content.status_code == 200
+    assert content.content == NOTE + b"1"
+    assert content.headers["content-type"].startswith("text/plain")
+
+
+async def test_viewer_reads_but_may_not_upload_or_download(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine
+) -> None:
+    document_id = (await upload(client, tokens.headers("member", tenant_id))).json()["id"]
+    viewer = tokens.headers("viewer", tenant_id)
+    assert (await client.get("/v1/documents", headers=viewer)).status_code == 200
+    assert (await client.get(f"/v1/documents/{document_id}", headers=viewer)).status_code == 200
+    refused = await upload(client, viewer, b"other content")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert (await client.get(f"/v1/documents/{document_id}/content", headers=viewer)).status_code == 403
+    denied = [a for a in await audit_actions(owner_engine, tenant_id) if a[1] == "denied"]
+    assert len(denied) == 2
+
+
+async def test_delete_hides_and_restore_brings_back(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID
+) -> None:
+    headers = tokens.headers("member", tenant_id)
+    document_id = (await upload(client, headers)).json()["id"]
+    assert (await client.delete(f"/v1/documents/{document_id}", headers=headers)).status_code == 204
+    assert (await client.get(f"/v1/documents/{document_id}", headers=headers)).status_code == 404
+    assert (await client.get(f"/v1/documents/{document_id}/content", headers=headers)).status_code == 404
+    listed = (await client.get("/v1/documents", headers=headers)).json()["items"]
+    assert document_id not in [d["id"] for d in listed]
+    assert (await client.delete(f"/v1/documents/{document_id}", headers=headers)).status_code == 404
+
+    restored = await client.post(f"/v1/documents/{document_id}/restore", headers=headers)
+    assert restored.status_code == 200
+    assert (await client.get(f"/v1/documents/{document_id}", headers=headers)).status_code == 200
+
+
+async def test_another_tenants_document_is_404_and_audited(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine
+) -> None:
+    theirs = (await upload(client, tokens.headers("member", tenant_id))).json()["id"]
+    other = uuid.UUID(
+        (await client.post("/v1/tenants", json={"name": "Other"}, headers=tokens.platform())).json()["id"]
+    )
+    mine = tokens.headers("admin", other)
+    missing = await client.get(f"/v1/documents/{uuid.uuid4()}", headers=mine)
+    for method, path in [
+        ("GET", f"/v1/documents/{theirs}"),
+        ("GET", f"/v1/documents/{theirs}/content"),
+        ("DELETE", f"/v1/documents/{theirs}"),
+        ("POST", f"/v1/documents/{theirs}/restore"),
+    ]:
+        response = await client.request(method, path, headers=mine)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == missing.json()["error"]["code"]
+        assert response.json()["error"]["message"] in ("document not found", "deleted document not found")
+    denied = [a for a in await audit_actions(owner_engine, other) if a[1] == "denied" and a[2] == theirs]
+    assert len(denied) == 4
+    assert await owner_scalar(
+        owner_engine, "SELECT deleted_at IS NULL FROM documents WHERE id = :id", id=uuid.UUID(theirs)
+    )
+
+
+async def test_suspended_tenant_is_refused_at_once(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine
+) -> None:
+    headers = tokens.headers("admin", tenant_id)
+    assert (await client.get("/v1/documents", headers=headers)).status_code == 200
+    suspended = await client.patch(f"/v1/tenants/{tenant_id}", json={"status": "suspended"}, headers=tokens.platform())
+    assert suspended.status_code == 200
+    assert suspended.json()["status"] == "suspended"
+    refused = await client.get("/v1/documents", headers=headers)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "tenant_suspended"
+    actions = await audit_actions(owner_engine, tenant_id)
+    assert ("tenant.updated", "success", str(tenant_id)) in actions
+    assert actions[-1][:2] == ("access.denied", "denied")
+    await client.patch(f"/v1/tenants/{tenant_id}", json={"status": "active"}, headers=tokens.platform())
+    assert (await client.get("/v1/documents", headers=headers)).status_code == 200

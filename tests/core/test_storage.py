@@ -1,0 +1,428 @@
+"""Object stores: the local segmented AES-GCM envelope format and SSE-KMS on S3 (moto)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import stat
+import struct
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import boto3
+import pytest
+from moto import mock_aws
+from mypy_boto3_kms import KMSClient
+from mypy_boto3_s3 import S3Client
+
+from core.keys import KEY_BYTES, DecryptionError, KeyProvider, KmsKeyProvider, LocalKeyProvider, TenantKeyRef
+from core.settings import Settings
+from core.storage import (
+    MIB,
+    SEGMENT_SIZE,
+    LocalEncryptedStore,
+    ObjectNotFoundError,
+    S3Store,
+    StorageEncryptionError,
+    object_key,
+    object_store_from_settings,
+)
+
+REGION = "us-east-1"
+BUCKET = "phivault-test-objects"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and region, no real endpoint, everything served by moto."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(variable, raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def kms(aws: None) -> KMSClient:
+    return boto3.client("kms", region_name=REGION)
+
+
+@pytest.fixture
+def s3(aws: None) -> S3Client:
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=BUCKET)
+    return client
+
+
+@pytest.fixture
+def local_keys() -> LocalKeyProvider:
+    return LocalKeyProvider(os.urandom(KEY_BYTES))
+
+
+@pytest.fixture
+def store(tmp_path: Path, local_keys: LocalKeyProvider) -> LocalEncryptedStore:
+    return LocalEncryptedStore(tmp_path / "objects", local_keys)
+
+
+def random_file(directory: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    path = directory / f"upload-{uuid.uuid4().hex}"
+    path.write_bytes(data)
+    return path, data
+
+
+def put_bytes(store: LocalEncryptedStore | S3Store, tenant: TenantKeyRef, document_id: uuid.UUID, data: bytes) -> int:
+    return store.put(tenant, document_id, io.BytesIO(data)).size_bytes
+
+
+def segment_spans(blob: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every length-prefixed segment of a local object, parsed independently of the store."""
+    assert blob[:4] == b"PHV1"
+    (wrapped_len,) = struct.unpack(">H", blob[4:6])
+    position = 6 + wrapped_len
+    spans: list[tuple[int, int]] = []
+    while position < len(blob):
+        (length,) = struct.unpack(">I", blob[position : position + 4])
+        spans.append((position, position + 4 + length))
+        position += 4 + length
+    assert position == len(blob)
+    return spans
+
+
+def test_object_key() -> None:
+    tenant_id, document_id = uuid.uuid4(), uuid.uuid4()
+    assert object_key(tenant_id, document_id) == f"tenants/{tenant_id}/documents/{document_id}"
+    with pytest.raises(TypeError):
+        object_key("../../etc", document_id)  # type: ignore[arg-type]
+
+
+# --- local envelope store ------------------------------------------------------------------------------------------
+
+
+def test_local_round_trip_of_a_multi_segment_file(
+    tmp_path: Path, store: LocalEncryptedStore, local_keys: LocalKeyProvider
+) -> None:
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    source_path, data = random_file(tmp_path, 3 * MIB + MIB // 2)
+
+    with source_path.open("rb") as source:
+        source.read(100)  # put stores the whole file whatever the position
+        stored = store.put(tenant, document_id, source)
+
+    assert stored.key == object_key(tenant.tenant_id, document_id)
+    assert stored.size_bytes == len(data)
+    assert stored.kms_key_id is None
+    assert store.exists(tenant.tenant_id, document_id)
+    assert store.read(tenant, document_id) == data
+
+    chunks = list(store.iter_plaintext(tenant, document_id, chunk_size=256 * 1024))
+    assert all(0 < len(chunk) <= 256 * 1024 for chunk in chunks)
+    assert b"".join(chunks) == data
+
+    path = store.root / stored.key
+    blob = path.read_bytes()
+    assert len(segment_spans(blob)) == 4
+    for start in (0, len(data) // 2, len(data) - 64):
+        assert data[start : start + 64] not in blob
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    directory = path.parent
+    while directory != store.root.parent:
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        directory = directory.parent
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1])
+def test_local_round_trip_small_and_boundary_sizes(
+    store: LocalEncryptedStore, local_keys: LocalKeyProvider, size: int
+) -> None:
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    data = os.urandom(size)
+    assert put_bytes(store, tenant, document_id, data) == size
+    assert store.read(tenant, document_id) == data
+    blob = (store.root / object_key(tenant.tenant_id, document_id)).read_bytes()
+    assert len(segment_spans(blob)) == max(1, -(-size // SEGMENT_SIZE))
+    if size >= 16:
+        assert data[:16] not in blob
+
+
+def test_local_put_replaces_and_delete_is_idempotent(store: LocalEncryptedStore, local_keys: LocalKeyProvider) -> None:
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    put_bytes(store, tenant, document_id, b"first")
+    put_bytes(store, tenant, document_id, b"second")
+    assert store.read(tenant, document_id) == b"second"
+    store.delete(tenant.tenant_id, document_id)
+    store.delete(tenant.tenant_id, document_id)
+    assert not store.exists(tenant.tenant_id, document_id)
+    with pytest.raises(ObjectNotFoundError):
+        store.iter_plaintext(tenant, document_id)
+    with pytest.raises(FileNotFoundError):
+        store.read(tenant, document_id)
+
+
+def test_local_copy_under_another_tenant_or_document_fails(
+    store: LocalEncryptedStore, local_keys: LocalKeyProvider
+) -> None:
+    tenant_a = local_keys.provision_tenant_key(uuid.uuid4())
+    tenant_b = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    put_bytes(store, tenant_a, document_id, os.urandom(2 * MIB))
+    # Give B a document of its own so its directory exists, then plant A's file at B's paths.
+    put_bytes(store, tenant_b, uuid.uuid4(), b"b's own document")
+    source = store.root / object_key(tenant_a.tenant_id, document_id)
+
+    other_document = uuid.uuid4()
+    for tenant, target_document in ((tenant_b, document_id), (tenant_a, other_document)):
+        target = store.root / object_key(tenant.tenant_id, target_document)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        with pytest.raises(DecryptionError):
+            store.read(tenant, target_document)
+
+
+def rewrite(store: LocalEncryptedStore, tenant: TenantKeyRef, document_id: uuid.UUID, edit: Any) -> None:
+    path = store.root / object_key(tenant.tenant_id, document_id)
+    blob = path.read_bytes()
+    path.write_bytes(edit(blob, segment_spans(blob)))
+
+
+def drop_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    return blob[: spans[-1][0]]
+
+
+def cut_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    return blob[:-1]
+
+
+def swap_segments(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    (a_start, a_end), (b_start, b_end) = spans[1], spans[2]
+    return blob[:a_start] + blob[b_start:b_end] + blob[a_start:a_end] + blob[b_end:]
+
+
+def repeat_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    return blob + blob[spans[-1][0] : spans[-1][1]]
+
+
+def flip_a_bit(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    position = spans[0][0] + 100
+    return blob[:position] + bytes([blob[position] ^ 1]) + blob[position + 1 :]
+
+
+def bad_magic(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
+    return b"PHV2" + blob[4:]
+
+
+@pytest.mark.parametrize(
+    "edit", [drop_last_segment, cut_last_segment, swap_segments, repeat_last_segment, flip_a_bit, bad_magic]
+)
+def test_local_tampering_is_detected(store: LocalEncryptedStore, local_keys: LocalKeyProvider, edit: Any) -> None:
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    put_bytes(store, tenant, document_id, os.urandom(3 * MIB + 1000))
+    rewrite(store, tenant, document_id, edit)
+    with pytest.raises(DecryptionError):
+        store.read(tenant, document_id)
+
+
+def test_local_stream_stops_at_the_tampered_segment(store: LocalEncryptedStore, local_keys: LocalKeyProvider) -> None:
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    data = os.urandom(3 * MIB + 1000)
+    put_bytes(store, tenant, document_id, data)
+    rewrite(store, tenant, document_id, swap_segments)
+    received: list[bytes] = []
+    with pytest.raises(DecryptionError, match="segment 1"):
+        for chunk in store.iter_plaintext(tenant, document_id):
+            received.append(chunk)
+    assert b"".join(received) == data[:SEGMENT_SIZE]
+
+
+def test_local_envelope_with_kms_keys(tmp_path: Path, kms: KMSClient) -> None:
+    keys = KmsKeyProvider(kms)
+    store = LocalEncryptedStore(tmp_path / "objects", keys)
+    tenant_a = keys.provision_tenant_key(uuid.uuid4())
+    tenant_b = keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    data = os.urandom(MIB + 17)
+    stored = store.put(tenant_a, document_id, io.BytesIO(data))
+    assert stored.kms_key_id == tenant_a.kms_key_id
+    assert store.read(tenant_a, document_id) == data
+
+    target = store.root / object_key(tenant_b.tenant_id, document_id)
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(store.root / stored.key, target)
+    with pytest.raises(DecryptionError):
+        store.read(tenant_b, document_id)
+
+
+# --- S3 with SSE-KMS (moto) ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def kms_keys(kms: KMSClient) -> KmsKeyProvider:
+    return KmsKeyProvider(kms)
+
+
+@pytest.fixture
+def s3_store(s3: S3Client, kms_keys: KmsKeyProvider) -> S3Store:
+    return S3Store(s3, BUCKET, kms_keys)
+
+
+def test_s3_objects_are_encrypted_with_each_tenants_own_key(
+    tmp_path: Path, s3: S3Client, kms: KMSClient, kms_keys: KmsKeyProvider, s3_store: S3Store
+) -> None:
+    tenant_a = kms_keys.provision_tenant_key(uuid.uuid4())
+    tenant_b = kms_keys.provision_tenant_key(uuid.uuid4())
+    aliases = {alias["AliasName"] for alias in kms.list_aliases()["Aliases"]}
+    assert {f"alias/phivault/tenant-{tenant_a.tenant_id}", f"alias/phivault/tenant-{tenant_b.tenant_id}"} <= aliases
+
+    sent: dict[str, list[dict[str, Any]]] = {"PutObject": [], "CreateMultipartUpload": []}
+    for operation, requests in sent.items():
+        s3.meta.events.register(
+            f"before-parameter-build.s3.{operation}",
+            lambda params, requests=requests, **_: requests.append(dict(params)),
+        )
+
+    uploads: dict[uuid.UUID, tuple[TenantKeyRef, bytes, bool]] = {}
+    for tenant, size, multipart in ((tenant_a, MIB + 3, False), (tenant_b, 9 * MIB, True)):
+        document_id = uuid.uuid4()
+        path, data = random_file(tmp_path, size)
+        source: BinaryIO
+        with path.open("rb") as source:
+            stored = s3_store.put(tenant, document_id, source)
+        assert stored.size_bytes == size
+        assert stored.kms_key_id == tenant.kms_key_id
+        uploads[document_id] = (tenant, data, multipart)
+
+    for document_id, (tenant, data, multipart) in uploads.items():
+        assert tenant.kms_key_id is not None
+        own_key_id = kms.describe_key(KeyId=tenant.kms_key_id)["KeyMetadata"]["KeyId"]
+        other = tenant_b if tenant is tenant_a else tenant_a
+        assert other.kms_key_id is not None
+        other_key_id = kms.describe_key(KeyId=other.kms_key_id)["KeyMetadata"]["KeyId"]
+
+        head = s3.head_object(Bucket=BUCKET, Key=object_key(tenant.tenant_id, document_id))
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"].endswith(own_key_id)
+        assert not head["SSEKMSKeyId"].endswith(other_key_id)
+        assert head["ETag"].endswith('-2"') is multipart  # 9 MiB went up in two 8 MiB-chunked parts
+        if multipart:
+            # moto keeps the bucket-key flag of PutObject but drops it from multipart uploads: check the request.
+            (request,) = sent["CreateMultipartUpload"]
+            assert request["Key"] == object_key(tenant.tenant_id, document_id)
+            assert request["BucketKeyEnabled"] is True
+            assert request["SSEKMSKeyId"] == tenant.kms_key_id
+        else:
+            assert head["BucketKeyEnabled"] is True
+
+        assert s3_store.exists(tenant.tenant_id, document_id)
+        assert s3_store.read(tenant, document_id) == data
+        chunks = list(s3_store.iter_plaintext(tenant, document_id, chunk_size=MIB))
+        assert all(len(chunk) <= MIB for chunk in chunks)
+        assert b"".join(chunks) == data
+        # Reading under the other tenant's key ref is refused.
+        wrong_tenant = TenantKeyRef(tenant.tenant_id, other.kms_key_id, None)
+        with pytest.raises(StorageEncryptionError):
+            s3_store.read(wrong_tenant, document_id)
+
+
+def test_s3_put_sends_the_encryption_context(s3: S3Client, kms_keys: KmsKeyProvider, s3_store: S3Store) -> None:
+    tenant = kms_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    sent: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        sent.append(dict(params))
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", record)
+    put_bytes(s3_store, tenant, document_id, b"hello")
+    (params,) = sent
+    assert params["ServerSideEncryption"] == "aws:kms"
+    assert params["SSEKMSKeyId"] == tenant.kms_key_id
+    assert params["BucketKeyEnabled"] is True
+    context = json.loads(base64.b64decode(params["SSEKMSEncryptionContext"]))
+    assert context == {"tenant_id": str(tenant.tenant_id), "document_id": str(document_id)}
+
+
+def test_s3_refuses_objects_not_under_the_tenant_key(s3: S3Client, kms_keys: KmsKeyProvider, s3_store: S3Store) -> None:
+    tenant_a = kms_keys.provision_tenant_key(uuid.uuid4())
+    tenant_b = kms_keys.provision_tenant_key(uuid.uuid4())
+    assert tenant_b.kms_key_id is not None
+
+    # An object at A's path but under B's key (or unencrypted) is not served as A's document.
+    planted = uuid.uuid4()
+    key = object_key(tenant_a.tenant_id, planted)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=tenant_b.kms_key_id)
+    with pytest.raises(StorageEncryptionError):
+        s3_store.read(tenant_a, planted)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    with pytest.raises(DecryptionError):
+        s3_store.read(tenant_a, planted)
+
+    # An endpoint that drops the SSE headers: put fails and removes what it wrote.
+    def strip_sse(params: dict[str, Any], **_: Any) -> None:
+        for name in ("ServerSideEncryption", "SSEKMSKeyId", "SSEKMSEncryptionContext", "BucketKeyEnabled"):
+            params.pop(name, None)
+
+    s3.meta.events.register("before-parameter-build.s3.PutObject", strip_sse, unique_id="test-strip-sse")
+    document_id = uuid.uuid4()
+    with pytest.raises(StorageEncryptionError):
+        put_bytes(s3_store, tenant_a, document_id, b"phi")
+    assert not s3_store.exists(tenant_a.tenant_id, document_id)
+
+
+def test_s3_missing_delete_and_key_requirements(kms_keys: KmsKeyProvider, s3_store: S3Store) -> None:
+    tenant = kms_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    assert not s3_store.exists(tenant.tenant_id, document_id)
+    with pytest.raises(ObjectNotFoundError):
+        s3_store.read(tenant, document_id)
+    s3_store.delete(tenant.tenant_id, document_id)  # missing is fine
+
+    put_bytes(s3_store, tenant, document_id, b"content")
+    s3_store.delete(tenant.tenant_id, document_id)
+    s3_store.delete(tenant.tenant_id, document_id)
+    assert not s3_store.exists(tenant.tenant_id, document_id)
+
+    no_kms = TenantKeyRef(tenant.tenant_id, None, b"w" * 60)
+    with pytest.raises(ValueError, match="KMS key"):
+        put_bytes(s3_store, no_kms, document_id, b"content")
+
+
+# --- factory -------------------------------------------------------------------------------------------------------
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"storage": "local", "s3_bucket": None, "s3_endpoint_url": None, **overrides}
+    return Settings(env="development", data_dir=tmp_path, database_url=None, redis_url=None, **values)
+
+
+def test_object_store_from_settings(tmp_path: Path, aws: None, local_keys: LocalKeyProvider) -> None:
+    local = object_store_from_settings(settings_for(tmp_path), local_keys)
+    assert isinstance(local, LocalEncryptedStore)
+    assert local.root == tmp_path / "objects"
+
+    with pytest.raises(ValueError, match="PHIVAULT_S3_BUCKET"):
+        object_store_from_settings(settings_for(tmp_path, storage="s3"), local_keys)
+    with pytest.raises(ValueError, match="PHIVAULT_KEY_PROVIDER"):
+        object_store_from_settings(settings_for(tmp_path, storage="s3", s3_bucket=BUCKET), local_keys)
+
+    kms_keys: KeyProvider = KmsKeyProvider(boto3.client("kms", region_name=REGION))
+    remote = object_store_from_settings(
+        settings_for(tmp_path, storage="s3", s3_bucket=BUCKET, s3_endpoint_url="http://minio.internal:9000"),
+        kms_keys,
+    )
+    assert isinstance(remote, S3Store)
+    assert remote.bucket == BUCKET
+    assert remote.client.meta.endpoint_url == "http://minio.internal:9000"
