@@ -13,14 +13,13 @@ from api.limits import UploadSizeLimitMiddleware
 from api.middleware import RequestIdMiddleware
 from api.routes import documents, health, tenants
 from api.state import AppState
-from core.celery_app import configure_celery
 from core.db import Database, create_engine, install_database, verify_app_role
 from core.keys import key_provider_from_settings
 from core.runtime import Services, resolve_services
 from core.security import TokenVerifier
 from core.settings import Settings, get_settings
 from core.storage import object_store_from_settings
-from ingest.queue import enqueue_process_document
+from ingest.queue import TaskQueue
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -32,10 +31,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         resolved = services or resolve_services(settings)
         database = Database(create_engine(resolved.app_url, settings))
         redis = Redis.from_url(resolved.redis_url)
+        queue = TaskQueue(resolved.redis_url)
         try:
             await verify_app_role(database.engine)
             install_database(database)
-            configure_celery(resolved.redis_url)
             keys = key_provider_from_settings(settings)
             app.state.phivault = AppState(
                 settings=settings,
@@ -45,11 +44,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 verifier=TokenVerifier(settings),
                 keys=keys,
                 store=object_store_from_settings(settings, keys),
-                enqueue=enqueue_process_document,
+                enqueue=queue.enqueue,
             )
             yield
         finally:
             install_database(None)
+            queue.close()
             await redis.aclose()
             await database.dispose()
 

@@ -12,14 +12,13 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
-from core.celery_app import configure_celery
 from core.db import Database, create_engine
 from core.keys import key_provider_from_settings
 from core.runtime import Services
 from core.settings import Settings
 from core.storage import object_store_from_settings
 from ingest.detect import RejectedUpload, UploadLimits, sanitize_filename
-from ingest.queue import enqueue_process_document
+from ingest.queue import TaskQueue
 from ingest.upload import detect_type, service_transaction, spooled, store_upload
 from models.audit import Actor
 from models.document import Document
@@ -57,7 +56,7 @@ def collect_files(paths: list[Path]) -> list[Path]:
 async def ingest_paths(
     settings: Settings, services: Services, tenant_id: uuid.UUID, paths: list[Path], *, wait: bool, wait_seconds: float
 ) -> Summary:
-    configure_celery(services.redis_url)
+    queue = TaskQueue(services.redis_url)
     db = Database(create_engine(services.app_url, settings))
     keys = key_provider_from_settings(settings)
     store = object_store_from_settings(settings, keys)
@@ -77,7 +76,7 @@ async def ingest_paths(
                             outcome = await store_upload(
                                 transaction,
                                 store,
-                                enqueue_process_document,
+                                queue.enqueue,
                                 upload,
                                 filename=sanitize_filename(path.name),
                                 content_type=content_type,
@@ -95,6 +94,7 @@ async def ingest_paths(
             else:
                 summary.pending = len(new_ids)
     finally:
+        queue.close()
         await db.dispose()
     return summary
 

@@ -1,5 +1,9 @@
-"""Enqueueing work after commit. A broker outage never fails an upload: the row stays
-`queued` and the reconciler sends it again once the broker is back."""
+"""Sending work to the workers, after commit.
+
+A broker outage never fails an upload: the row stays `queued` and the reconciler
+sends it again once the broker is back. Each process that sends work holds its own
+producer for its own broker URL, so nothing depends on global Celery state.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ import asyncio
 import logging
 import uuid
 
-from core.celery_app import celery_app
+from celery import Celery
+
+from core.celery_app import broker_url
 
 log = logging.getLogger(__name__)
 
@@ -15,19 +21,26 @@ PROCESS_DOCUMENT_TASK = "ingest.process_document"
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def send_process_document(tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-    try:
-        celery_app.send_task(
-            PROCESS_DOCUMENT_TASK, args=[str(tenant_id), str(document_id)], retry=True, retry_policy=_RETRY_POLICY
-        )
-    except Exception as exc:  # the broker's errors vary by transport; the reconciler recovers all of them
-        log.warning(
-            "enqueue failed; the reconciler will retry",
-            extra={"tenant_id": str(tenant_id), "document_id": str(document_id), "error_type": type(exc).__name__},
-        )
-        return False
-    return True
+class TaskQueue:
+    def __init__(self, redis_url: str) -> None:
+        self._producer = Celery("phivault-producer", broker=broker_url(redis_url), set_as_current=False)
+        self._producer.conf.update(task_serializer="json", broker_connection_retry_on_startup=False)
 
+    def send_process_document(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        try:
+            self._producer.send_task(
+                PROCESS_DOCUMENT_TASK, args=[str(tenant_id), str(document_id)], retry=True, retry_policy=_RETRY_POLICY
+            )
+        except Exception as exc:  # the broker's errors vary by transport; the reconciler recovers all of them
+            log.warning(
+                "enqueue failed; the reconciler will send it again",
+                extra={"tenant_id": str(tenant_id), "document_id": str(document_id), "error_type": type(exc).__name__},
+            )
+            return False
+        return True
 
-async def enqueue_process_document(tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-    return await asyncio.to_thread(send_process_document, tenant_id, document_id)
+    async def enqueue(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        return await asyncio.to_thread(self.send_process_document, tenant_id, document_id)
+
+    def close(self) -> None:
+        self._producer.close()

@@ -33,7 +33,7 @@ from embeddings.base import Embedder
 from embeddings.sentence_transformer import get_embedder
 from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import process_document as process
-from ingest.queue import PROCESS_DOCUMENT_TASK, enqueue_process_document
+from ingest.queue import PROCESS_DOCUMENT_TASK, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class WorkerRuntime:
     settings: Settings
     database: Database
     store: ObjectStore
+    queue: TaskQueue
     embedder: Embedder | None = None
 
     def get_embedder(self) -> Embedder:
@@ -79,6 +80,7 @@ def runtime() -> WorkerRuntime:
             settings=settings,
             database=Database(create_engine(services.app_url, settings)),
             store=object_store_from_settings(settings, keys),
+            queue=TaskQueue(services.redis_url),
         )
     return _runtime
 
@@ -122,7 +124,7 @@ def reconcile_stale() -> int:
     return run(
         reconcile(
             rt.database,
-            enqueue_process_document,
+            rt.queue.enqueue,
             queued_after=timedelta(seconds=rt.settings.queued_timeout_seconds),
             processing_after=timedelta(seconds=rt.settings.processing_timeout_seconds),
         )

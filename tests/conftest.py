@@ -27,6 +27,8 @@ from models.tenancy import create_tenant
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+pytest_plugins = ["tests.harness"]
+
 T = TypeVar("T")
 
 TEST_APP_PASSWORD = "phivault-app-test-password"

@@ -7,23 +7,8 @@ import uuid
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.conftest import Tokens, audit_actions
 from tests.conftest import owner_scalar
-
-NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
-
-
-async def upload(
-    client: httpx.AsyncClient,
-    headers: dict[str, str],
-    content: bytes = NOTE,
-    filename: str = "note.txt",
-    metadata: str | None = None,
-) -> httpx.Response:
-    data = {"metadata": metadata} if metadata is not None else {}
-    return await client.post(
-        "/v1/documents", files={"file": (filename, content, "application/octet-stream")}, data=data, headers=headers
-    )
+from tests.harness import NOTE, Tokens, audit_actions, upload
 
 
 async def test_upload_answers_202_with_the_document(

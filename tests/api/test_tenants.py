@@ -7,8 +7,8 @@ import uuid
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.api.conftest import Tokens, audit_actions
 from tests.conftest import owner_scalar
+from tests.harness import Tokens, audit_actions
 
 
 async def test_create_read_and_update(client: httpx.AsyncClient, tokens: Tokens, owner_engine: AsyncEngine) -> None:

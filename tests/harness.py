@@ -1,4 +1,4 @@
-"""The real HTTP app (lifespan included) over ASGI, tokens, tenants, and a real Celery worker."""
+"""Shared fixtures (a pytest plugin): the real HTTP app over ASGI, tokens, tenants, and a real Celery worker."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from core.settings import Settings
 from tests.conftest import TEST_APP_PASSWORD
 
 WORKER_START_TIMEOUT = 120
+NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +129,16 @@ def worker(settings: Settings, services: Services) -> Iterator[Worker]:
     running.start()
     yield running
     running.stop()
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    content: bytes = NOTE,
+    filename: str = "note.txt",
+    metadata: str | None = None,
+) -> httpx.Response:
+    data = {"metadata": metadata} if metadata is not None else {}
+    return await client.post(
+        "/v1/documents", files={"file": (filename, content, "application/octet-stream")}, data=data, headers=headers
+    )
