@@ -226,10 +226,11 @@ def main() -> None:
     """Console entry point: configuration and role errors end with a clear message, not a traceback."""
     from core.db import UnsafeDatabaseRole
     from core.settings import SettingsError
+    from ingest.upload import TenantUnavailable
 
     try:
         app()
-    except (SettingsError, UnsafeDatabaseRole) as exc:
+    except (SettingsError, UnsafeDatabaseRole, TenantUnavailable) as exc:
         typer.echo(f"phivault: {exc}", err=True)
         raise SystemExit(2) from exc
 
