@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench bench-ingest clean
 
 install: $(STAMP)
 
@@ -28,8 +28,10 @@ typecheck: install
 test: install lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
+bench: bench-ingest
+
+bench-ingest: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

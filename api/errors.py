@@ -38,9 +38,12 @@ class APIError(Exception):
 
 def error_response(request: Request, status_code: int, code: str, message: str) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
+    # Set here too: a 500 is answered outside the request-id middleware.
+    headers = {"X-Request-ID": request_id} if request_id else None
     return JSONResponse(
         status_code=status_code,
         content={"error": {"code": code, "message": message, "request_id": request_id}},
+        headers=headers,
     )
 
 

@@ -34,30 +34,40 @@ class UploadSizeLimitMiddleware:
         received = 0
         exceeded = False
         replaced = False
+        started = False
 
         async def counting_receive() -> Message:
             nonlocal received, exceeded
             if exceeded:
-                return {"type": "http.request", "body": b"", "more_body": False}
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    # End the stream here; whatever the app answers is replaced by 413.
+                    # Never hand the app a cut-off body as if it were complete: a truncated multipart body can
+                    # still hold a whole file part, which would be stored behind the 413. To the app the client
+                    # has gone away, so reading the body fails; whatever it answers is replaced by 413.
                     exceeded = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                    return {"type": "http.disconnect"}
             return message
 
         async def replacing_send(message: Message) -> None:
-            nonlocal replaced
+            nonlocal replaced, started
             if exceeded:
-                if not replaced:
+                if not replaced and not started:
                     replaced = True
                     await self._too_large(scope, send)
                 return
+            started = True
             await send(message)
 
-        await self.app(scope, counting_receive, replacing_send)
+        try:
+            await self.app(scope, counting_receive, replacing_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not replaced and not started:
+            await self._too_large(scope, send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         request_id = (scope.get("state") or {}).get("request_id")

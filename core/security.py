@@ -85,7 +85,7 @@ class TokenVerifier:
 
 def _principal(claims: dict[str, Any]) -> Principal:
     subject, role, raw_tenant = claims.get("sub"), claims.get("role"), claims.get("tenant_id")
-    if not isinstance(subject, str) or not subject or len(subject) > 255:
+    if not isinstance(subject, str) or not subject or len(subject) > 255 or not subject.isprintable():
         raise AuthError("invalid_token", "the token's sub claim is invalid")
     if role not in ROLES:
         raise AuthError("invalid_token", "the token's role claim is invalid")

@@ -170,7 +170,13 @@ async def process_document(
     if claimed is None:
         return "skipped"
     if claimed.attempts > MAX_ATTEMPTS:
-        await fail(db, tenant_id, document_id, "processing_error", "processing failed repeatedly; upload it again")
+        await fail(
+            db,
+            tenant_id,
+            document_id,
+            "processing_error",
+            "processing failed repeatedly; delete this document and upload the file again",
+        )
         return "failed"
     try:
         prepared = await asyncio.to_thread(prepare, claimed, document_id, store, embedder, settings)

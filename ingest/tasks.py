@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import botocore.exceptions
 import redis.exceptions
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.celery_app import celery_app
@@ -135,6 +135,12 @@ def reconcile_stale() -> int:
 def purge() -> int:
     rt = runtime()
     return run(purge_deleted(rt.database, rt.store, retention=timedelta(days=rt.settings.retention_days)))
+
+
+@worker_process_init.connect
+def _warm_up(**_: Any) -> None:
+    """Load the model when the process starts, not inside the first task."""
+    runtime().get_embedder()
 
 
 @worker_ready.connect

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.db import Database
+from core.db import SYSTEM_TENANT_ID, Database
 from core.keys import KeyProvider
 from models.audit import Actor, write_audit_event
 from models.tenant import Tenant
@@ -93,6 +93,8 @@ async def create_tenant(db: Database, name: str, actor: Actor, provision_keys: K
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID, actor: Actor) -> Tenant | None:
     """Read one tenant (platform path); the read is audited when the tenant exists."""
+    if tenant_id == SYSTEM_TENANT_ID:
+        return None
     async with db.tenant_session(tenant_id) as session:
         tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id, Tenant.deleted_at.is_(None)))
         if tenant is not None:
@@ -104,6 +106,8 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID, actor: Actor) -> Tenant
 
 async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, actor: Actor) -> Tenant | None:
     """Suspend or reactivate a tenant; its tokens are refused from the next request on."""
+    if tenant_id == SYSTEM_TENANT_ID:
+        return None
     async with db.tenant_session(tenant_id) as session:
         tenant = await session.scalar(
             select(Tenant).where(Tenant.id == tenant_id, Tenant.deleted_at.is_(None)).with_for_update()

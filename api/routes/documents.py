@@ -6,14 +6,16 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile
 
 from api.context import TenantScope, not_found, tenant_scope
 from api.errors import APIError
@@ -30,20 +32,77 @@ Writers = Annotated[TenantScope, Depends(tenant_scope("admin", "member"))]
 DocumentStatus = Literal["queued", "processing", "ready", "failed"]
 
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 32
 
 
-def _parse_metadata(raw: str | None) -> dict[str, Any]:
-    if raw is None or raw.strip() == "":
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("the number is out of range")
+    return value
+
+
+def _storable(value: object) -> bool:
+    """Whether PostgreSQL's jsonb takes `value`: no NUL or unpaired surrogate in any string, bounded nesting."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item or any("\ud800" <= char <= "\udfff" for char in item):
+                return False
+        elif isinstance(item, dict | list):
+            if depth > MAX_METADATA_DEPTH:
+                return False
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return True
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_metadata(raw: object) -> dict[str, Any]:
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return {}
+    if not isinstance(raw, str):
+        raise APIError(422, "invalid_metadata", "metadata must be a form field holding a JSON object")
     if len(raw.encode()) > MAX_METADATA_BYTES:
         raise APIError(422, "invalid_metadata", f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        # NaN, Infinity and numbers beyond a double are not JSON PostgreSQL accepts (jsonb): refuse them here.
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
         raise APIError(422, "invalid_metadata", "metadata must be a JSON object") from exc
     if not isinstance(value, dict):
         raise APIError(422, "invalid_metadata", "metadata must be a JSON object")
+    if not _storable(value):
+        raise APIError(
+            422,
+            "invalid_metadata",
+            "metadata must not contain NUL characters or unpaired surrogates, "
+            f"nor nest deeper than {MAX_METADATA_DEPTH} levels",
+        )
     return value
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the document"},
+                        "metadata": {"type": "string", "description": "a JSON object stored with the document"},
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 @router.post(
@@ -51,36 +110,37 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadOut,
     responses={200: {"model": UploadOut, "description": "the same content was already uploaded"}},
+    openapi_extra=UPLOAD_BODY,
 )
-async def upload_document(
-    scope: Writers,
-    file: Annotated[UploadFile, File(description="the document")],
-    metadata: Annotated[str | None, Form(description="a JSON object stored with the document")] = None,
-) -> Response:
+async def upload_document(request: Request, scope: Writers) -> Response:
+    """The body is read only after the token and role are checked (hence no File/Form parameters)."""
     state = scope.state
     settings = state.settings
-    parsed_metadata = _parse_metadata(metadata)
-    filename = sanitize_filename(file.filename)
-    try:
-        async with spooled(file.file, settings.data_dir / "spool", settings.max_upload_bytes) as upload:
-            content_type = await detect_type(upload, UploadLimits.from_settings(settings))
-            outcome = await store_upload(
-                scope.transaction,
-                state.store,
-                state.enqueue,
-                upload,
-                filename=filename,
-                content_type=content_type,
-                metadata=parsed_metadata,
-            )
-    except RejectedUpload as exc:
-        raise APIError(exc.status_code, exc.code, exc.message) from exc
+    async with request.form(max_files=1, max_fields=1) as form:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise APIError(422, "validation_error", "file: a multipart file field named 'file' is required")
+        parsed_metadata = _parse_metadata(form.get("metadata"))
+        filename = sanitize_filename(file.filename)
+        try:
+            async with spooled(file.file, settings.data_dir / "spool", settings.max_upload_bytes) as upload:
+                content_type = await detect_type(upload, UploadLimits.from_settings(settings))
+                outcome = await store_upload(
+                    scope.transaction,
+                    state.store,
+                    state.enqueue,
+                    upload,
+                    filename=filename,
+                    content_type=content_type,
+                    metadata=parsed_metadata,
+                )
+        except RejectedUpload as exc:
+            raise APIError(exc.status_code, exc.code, exc.message) from exc
     body = UploadOut.model_validate(outcome.document).model_copy(update={"duplicate": outcome.duplicate})
-    location = f"/v1/documents/{outcome.document.id}"
     return JSONResponse(
         status_code=status.HTTP_200_OK if outcome.duplicate else status.HTTP_202_ACCEPTED,
         content=body.model_dump(mode="json"),
-        headers={"Location": location},
+        headers={"Location": f"/v1/documents/{outcome.document.id}"},
     )
 
 
@@ -91,8 +151,11 @@ def _encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, _, document_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created_at), uuid.UUID(document_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        after = datetime.fromisoformat(created_at)
+        # In UTC here: a date at the edge of datetime's range with an offset overflows (the driver would 500).
+        after = (after if after.tzinfo else after.replace(tzinfo=UTC)).astimezone(UTC)
+        return after, uuid.UUID(document_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise APIError(422, "invalid_cursor", "the cursor is not one this API returned") from exc
 
 
