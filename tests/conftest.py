@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import Database, create_engine, database_urls, install_database
 from core.embedded import start_postgres, start_redis
+from core.keys import key_provider_from_settings
 from core.migrate import migrate
 from core.runtime import Services
 from core.settings import Settings
 from models import Tenant
 from models.audit import Actor
-from models.tenancy import create_tenant
+from models.tenancy import create_tenant, key_provisioner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -92,10 +93,13 @@ TenantFactory = Callable[..., Awaitable[Tenant]]
 
 
 @pytest.fixture
-def make_tenant(db: Database) -> TenantFactory:
+def make_tenant(db: Database, settings: Settings) -> TenantFactory:
+    """Tenants through the platform path, with a real (local) tenant key."""
+    provision = key_provisioner(key_provider_from_settings(settings))
+
     async def factory(name: str | None = None) -> Tenant:
         return await create_tenant(
-            db, name or f"Clinic {uuid.uuid4().hex[:8]}", Actor(actor_id="tests", actor_type="platform")
+            db, name or f"Clinic {uuid.uuid4().hex[:8]}", Actor(actor_id="tests", actor_type="platform"), provision
         )
 
     return factory
