@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     retention_days: int = Field(default=30, ge=0)
 
+    search_ef_search: int = Field(default=100, ge=1, le=1000)
+    search_exact_max_rows: int = Field(default=5000, ge=0)
+    search_max_scan_tuples: int = Field(default=20000, ge=1)
+
     queued_timeout_seconds: int = Field(default=300, ge=1)
     processing_timeout_seconds: int = Field(default=900, ge=1)
     reconcile_interval_seconds: int = Field(default=60, ge=1)

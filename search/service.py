@@ -1,0 +1,79 @@
+"""Tenant-scoped semantic search (vector or hybrid), audited in the same transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+from core.settings import Settings
+from embeddings.base import Embedder
+from models.audit import ActingSession
+from search.repository import (
+    Hit,
+    Scope,
+    choose_plan,
+    configure_hnsw,
+    tenant_chunk_count,
+    text_search,
+    vector_search,
+)
+from search.schemas import SearchRequest, SearchResponse, SearchResult
+
+RRF_K = 60
+HYBRID_CANDIDATES = 4  # each retriever contributes this many times k candidates (at least 40)
+
+
+def reciprocal_rank_fusion(rankings: list[list[Hit]], k: int) -> list[Hit]:
+    """Merge ranked lists by the sum of 1 / (RRF_K + rank); ties keep the higher cosine score first."""
+    fused: dict[object, float] = {}
+    hits: dict[object, Hit] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+            hits[hit.chunk_id] = hit
+    ordered = sorted(hits.values(), key=lambda h: (-fused[h.chunk_id], -h.score))
+    return ordered[:k]
+
+
+async def search(tx: ActingSession, embedder: Embedder, request: SearchRequest, settings: Settings) -> SearchResponse:
+    started = time.perf_counter()
+    query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
+    session = tx.session
+    scope = Scope(
+        tenant_id=tx.tenant.id,
+        model_id=embedder.model_id,
+        document_ids=request.document_ids,
+        filters=request.filters,
+    )
+    plan = choose_plan(await tenant_chunk_count(session, tx.tenant.id), settings.search_exact_max_rows)
+    if request.mode == "hybrid":
+        candidates = max(request.k * HYBRID_CANDIDATES, 40)
+        lexical = await text_search(session, scope, request.query, query_vector, candidates)
+        if plan == "hnsw":
+            await configure_hnsw(session, max(settings.search_ef_search, candidates), settings.search_max_scan_tuples)
+        semantic = await vector_search(session, scope, query_vector, candidates, plan)
+        hits = reciprocal_rank_fusion([semantic, lexical], request.k)
+    else:
+        if plan == "hnsw":
+            await configure_hnsw(session, max(settings.search_ef_search, request.k), settings.search_max_scan_tuples)
+        hits = await vector_search(session, scope, query_vector, request.k, plan)
+    if request.min_score is not None:
+        hits = [hit for hit in hits if hit.score >= request.min_score]
+    await tx.audit(
+        "search.query",
+        resource_type="search",
+        metadata={
+            "query_sha256": hashlib.sha256(request.query.encode()).hexdigest(),
+            "k": request.k,
+            "mode": request.mode,
+            "plan": plan,
+            "result_count": len(hits),
+            "document_ids": sorted({str(hit.document_id) for hit in hits}),
+            "chunk_ids": [str(hit.chunk_id) for hit in hits],
+        },
+    )
+    return SearchResponse(
+        results=[SearchResult(**hit.__dict__) for hit in hits],
+        took_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
