@@ -190,11 +190,10 @@ def tenant_create(name: str) -> None:
     services = resolve_services(settings, need_redis=False)
 
     async def create() -> Any:
-        from core.db import Database, create_engine
         from core.keys import key_provider_from_settings
         from models.tenancy import create_tenant, key_provisioner
 
-        db = Database(create_engine(services.app_url, settings))
+        db = _app_database(settings, services)
         try:
             return await create_tenant(db, name, _cli_actor(), key_provisioner(key_provider_from_settings(settings)))
         finally:
@@ -220,6 +219,87 @@ def ingest(
     typer.echo(summary.render())
     if summary.failed or summary.rejected:
         raise typer.Exit(1)
+
+
+def _app_database(settings: Settings, services: Services) -> Any:
+    from core.db import Database, create_engine
+
+    return Database(create_engine(services.app_url, settings))
+
+
+@app.command()
+def search(
+    query: str,
+    tenant: TenantOption,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    mode: Annotated[str, typer.Option(help="vector or hybrid")] = "vector",
+) -> None:
+    """Search a tenant's documents and print the results as a table."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from embeddings.sentence_transformer import get_embedder
+    from ingest.upload import service_transaction
+    from search.schemas import SearchRequest
+    from search.service import search as run_search
+
+    settings = _settings()
+    services = resolve_services(settings, need_redis=False)
+    try:
+        request = SearchRequest(query=query, k=k, mode=mode)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
+
+    async def run() -> Any:
+        db = _app_database(settings, services)
+        try:
+            async with service_transaction(db, _uuid(tenant), _cli_actor())() as tx:
+                return await run_search(tx, get_embedder(settings), request, settings)
+        finally:
+            await db.dispose()
+
+    response = asyncio.run(run())
+    table = Table(title=f"{len(response.results)} results in {response.took_ms:.0f} ms")
+    for column in ("score", "document", "chunk", "page", "text"):
+        table.add_column(column)
+    for hit in response.results:
+        snippet = " ".join(hit.text.split())[:100]
+        table.add_row(f"{hit.score:.3f}", hit.filename, str(hit.chunk_index), str(hit.page or ""), snippet)
+    Console().print(table)
+
+
+@app.command()
+def reembed(tenant: TenantOption, batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 64) -> None:
+    """Re-embed a tenant's chunks made by another model with the active one, with progress."""
+    from rich.progress import Progress
+
+    from embeddings.sentence_transformer import get_embedder
+    from ingest.reembed import reembed_tenant, stale_chunk_count
+
+    settings = _settings()
+    services = resolve_services(settings, need_redis=False)
+    tenant_id = _uuid(tenant)
+
+    async def run() -> int:
+        db = _app_database(settings, services)
+        embedder = get_embedder(settings)
+        try:
+            total = await stale_chunk_count(db, tenant_id, embedder.model_id)
+            with Progress() as progress:
+                task = progress.add_task("re-embedding", total=total)
+                return await reembed_tenant(
+                    db,
+                    embedder,
+                    tenant_id,
+                    _cli_actor(),
+                    batch_size=batch_size,
+                    on_batch=lambda n: progress.advance(task, n),
+                )
+        finally:
+            await db.dispose()
+
+    typer.echo(f"re-embedded {asyncio.run(run())} chunks")
 
 
 def main() -> None:

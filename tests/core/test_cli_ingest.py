@@ -62,6 +62,15 @@ def test_tenant_create_then_ingest_a_folder(env: dict[str, str], worker: Worker,
     assert again.returncode == 0, again.stdout + again.stderr
     assert "duplicate: 1" in again.stdout
 
+    found = phivault(env, "search", "irregular heart rhythm", "--tenant", tenant_id, "--k", "2")
+    assert found.returncode == 0, found.stderr
+    assert "2 results" in found.stdout
+    assert found.stdout.index("a.txt") < found.stdout.index("b.md")
+
+    reembedded = phivault(env, "reembed", "--tenant", tenant_id)
+    assert reembedded.returncode == 0, reembedded.stderr
+    assert "re-embedded 0 chunks" in reembedded.stdout
+
 
 def test_ingest_refuses_an_unknown_tenant(env: dict[str, str], tmp_path: Path) -> None:
     note = tmp_path / "n.txt"
