@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from api.errors import install_error_handlers
 from api.limits import UploadSizeLimitMiddleware
 from api.middleware import RequestIdMiddleware
-from api.routes import documents, health, search, tenants
+from api.routes import audit, documents, health, search, tenants
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role
 from core.keys import key_provider_from_settings
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(tenants.router)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(audit.router)
     return app

@@ -64,3 +64,38 @@ class UploadOut(DocumentOut):
 class DocumentPage(BaseModel):
     items: list[DocumentOut]
     next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    id: int
+    actor_id: str | None
+    actor_type: str
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str
+    ip_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    created_at: datetime
+    prev_hash: str
+    row_hash: str
+
+    @field_validator("ip_address", mode="before")
+    @classmethod
+    def _ip_text(cls, value: object) -> str | None:
+        return None if value is None else str(value)
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class ChainVerification(BaseModel):
+    valid: bool
+    checked: int
+    first_broken_id: int | None

@@ -302,6 +302,47 @@ def reembed(tenant: TenantOption, batch_size: Annotated[int, typer.Option(min=1,
     typer.echo(f"re-embedded {asyncio.run(run())} chunks")
 
 
+audit_app = typer.Typer(help="Inspect the audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(tenant: TenantOption) -> None:
+    """Walk the tenant's audit hash chain; exit 1 and name the first broken link if it was altered."""
+    from models.audit import write_audit_event
+    from models.audit_trail import verify_chain
+
+    settings = _settings()
+    services = resolve_services(settings, need_redis=False)
+    tenant_id = _uuid(tenant)
+
+    async def run() -> Any:
+        db = _app_database(settings, services)
+        try:
+            async with db.tenant_session(tenant_id) as session:
+                report = await verify_chain(session, tenant_id)
+                await write_audit_event(
+                    session,
+                    _cli_actor().event(
+                        tenant_id,
+                        "audit.verified",
+                        outcome="success" if report.valid else "error",
+                        resource_type="audit_log",
+                        metadata={"valid": report.valid, "checked": report.checked},
+                    ),
+                )
+                return report
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    if report.valid:
+        typer.echo(f"valid: {report.checked} events checked")
+    else:
+        typer.echo(f"BROKEN: first broken link at audit event {report.first_broken_id} ({report.checked} checked)")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console entry point: configuration and role errors end with a clear message, not a traceback."""
     from core.db import UnsafeDatabaseRole

@@ -1,0 +1,108 @@
+"""The audit trail for tenant administrators: read, export and verify. Each is itself audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from api.context import TenantScope, tenant_scope
+from api.errors import APIError
+from api.schemas import AuditEventOut, AuditPage, ChainVerification
+from models.audit_trail import AuditFilters, list_events, stream_events, verify_chain
+
+router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
+
+Admins = Annotated[TenantScope, Depends(tenant_scope("admin"))]
+EXPORT_FIELDS = list(AuditEventOut.model_fields)
+
+
+def _filters(
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    actor_id: Annotated[str | None, Query(max_length=255)] = None,
+    resource_id: Annotated[str | None, Query(max_length=255)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> AuditFilters:
+    if since is not None and until is not None and since >= until:
+        raise APIError(422, "validation_error", "since must be earlier than until")
+    return AuditFilters(action=action, actor_id=actor_id, resource_id=resource_id, since=since, until=until)
+
+
+Filters = Annotated[AuditFilters, Depends(_filters)]
+
+
+@router.get("", response_model=AuditPage)
+async def read_audit_logs(
+    scope: Admins,
+    filters: Filters,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
+) -> AuditPage:
+    async with scope.transaction() as tx:
+        events = await list_events(
+            tx.session, tx.tenant.id, filters, limit=limit + 1, before_id=int(cursor) if cursor else None
+        )
+        page, more = events[:limit], len(events) > limit
+        items = [AuditEventOut.model_validate(event) for event in page]
+        await tx.audit(
+            "audit.read", resource_type="audit_log", metadata={"filters": filters.as_metadata(), "count": len(items)}
+        )
+    return AuditPage(items=items, next_cursor=str(page[-1].id) if more and page else None)
+
+
+def _csv_line(values: Sequence[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+@router.get("/export", response_class=StreamingResponse)
+async def export_audit_logs(
+    scope: Admins, filters: Filters, export_format: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl"
+) -> StreamingResponse:
+    # The export is recorded (and committed) before the first row leaves.
+    async with scope.transaction() as tx:
+        await tx.audit(
+            "audit.exported",
+            resource_type="audit_log",
+            metadata={"filters": filters.as_metadata(), "format": export_format},
+        )
+
+    async def rows() -> AsyncIterator[str]:
+        if export_format == "csv":
+            yield _csv_line(EXPORT_FIELDS)
+        async with scope.state.database.tenant_session(scope.tenant_id) as session:
+            async for event in stream_events(session, scope.tenant_id, filters):
+                record = AuditEventOut.model_validate(event).model_dump(mode="json")
+                if export_format == "csv":
+                    yield _csv_line([json.dumps(v) if isinstance(v, dict) else v for v in record.values()])
+                else:
+                    yield json.dumps(record, separators=(",", ":")) + "\n"
+
+    media_type = "text/csv" if export_format == "csv" else "application/x-ndjson"
+    filename = f"audit-{scope.tenant_id}.{export_format}"
+    return StreamingResponse(
+        rows(),
+        media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/verify", response_model=ChainVerification)
+async def verify_audit_logs(scope: Admins) -> ChainVerification:
+    async with scope.transaction() as tx:
+        report = await verify_chain(tx.session, tx.tenant.id)
+        await tx.audit(
+            "audit.verified",
+            resource_type="audit_log",
+            outcome="success" if report.valid else "error",
+            metadata={"valid": report.valid, "checked": report.checked, "first_broken_id": report.first_broken_id},
+        )
+    return ChainVerification(valid=report.valid, checked=report.checked, first_broken_id=report.first_broken_id)

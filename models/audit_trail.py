@@ -1,0 +1,104 @@
+"""Reading the audit trail: filtered pages, streamed exports, and chain verification."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.audit import GENESIS_HASH, AuditLog
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    action: str | None = None
+    actor_id: str | None = None
+    resource_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def as_metadata(self) -> dict[str, str]:
+        """The filters for the `audit.read` event: identifiers and times, never free text."""
+        return {k: str(v) for k, v in self.__dict__.items() if v is not None}
+
+
+def _query(tenant_id: uuid.UUID, filters: AuditFilters) -> Select[AuditLog]:
+    query = select(AuditLog).where(AuditLog.tenant_id == tenant_id)
+    if filters.action is not None:
+        query = query.where(AuditLog.action == filters.action)
+    if filters.actor_id is not None:
+        query = query.where(AuditLog.actor_id == filters.actor_id)
+    if filters.resource_id is not None:
+        query = query.where(AuditLog.resource_id == filters.resource_id)
+    if filters.since is not None:
+        query = query.where(AuditLog.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditLog.created_at < filters.until)
+    return query
+
+
+async def list_events(
+    session: AsyncSession, tenant_id: uuid.UUID, filters: AuditFilters, *, limit: int, before_id: int | None
+) -> list[AuditLog]:
+    """Newest first; `before_id` continues after the last id of the previous page."""
+    query = _query(tenant_id, filters)
+    if before_id is not None:
+        query = query.where(AuditLog.id < before_id)
+    return list((await session.scalars(query.order_by(AuditLog.id.desc()).limit(limit))).all())
+
+
+async def stream_events(session: AsyncSession, tenant_id: uuid.UUID, filters: AuditFilters) -> AsyncIterator[AuditLog]:
+    """Oldest first, through a server-side cursor, so large ranges never sit in memory."""
+    result = await session.stream_scalars(
+        _query(tenant_id, filters).order_by(AuditLog.id).execution_options(yield_per=500)
+    )
+    async for event in result:
+        yield event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    valid: bool
+    checked: int
+    first_broken_id: int | None
+
+
+_VERIFY = text(
+    """
+    WITH chain AS (
+      SELECT a.id, a.prev_hash, a.row_hash, audit_log_digest(a.prev_hash, a) AS recomputed,
+             lag(a.row_hash) OVER (ORDER BY a.id) AS expected_prev
+        FROM audit_logs a WHERE a.tenant_id = :tenant_id
+    )
+    SELECT count(*) AS checked,
+           max(id) AS last_id,
+           (array_agg(row_hash ORDER BY id DESC))[1] AS last_hash,
+           min(id) FILTER (
+             WHERE row_hash IS DISTINCT FROM recomputed
+                OR prev_hash IS DISTINCT FROM coalesce(expected_prev, :genesis)
+           ) AS first_broken_id
+      FROM chain
+    """
+)
+
+
+async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> ChainReport:
+    """Recompute every link of the tenant's chain and compare the tail with the chain head.
+
+    An edited row breaks its own hash; a deleted row breaks the next row's `prev_hash`;
+    a deleted tail no longer matches `audit_chain_heads`.
+    """
+    row = (await session.execute(_VERIFY, {"tenant_id": tenant_id, "genesis": GENESIS_HASH})).mappings().one()
+    head = (
+        await session.execute(
+            text("SELECT last_id, last_hash FROM audit_chain_heads WHERE tenant_id = :t"), {"t": tenant_id}
+        )
+    ).one_or_none()
+    broken: int | None = row["first_broken_id"]
+    if broken is None and head is not None and (head.last_id, head.last_hash) != (row["last_id"], row["last_hash"]):
+        broken = int(head.last_id)
+    return ChainReport(valid=broken is None, checked=int(row["checked"]), first_broken_id=broken)
