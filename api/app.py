@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
 from api.limits import UploadSizeLimitMiddleware
-from api.middleware import RequestIdMiddleware
+from api.middleware import RequestContextMiddleware
 from api.routes import audit, documents, health, search, tenants
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.add_middleware(UploadSizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(tenants.router)

@@ -49,12 +49,11 @@ def not_found(resource_type: str, resource_id: object) -> Denied:
 
 
 def request_actor(request: Request, principal: Principal | None) -> Actor:
-    client = request.client
     return Actor(
         actor_id=principal.subject if principal else None,
         actor_type=("platform" if principal.is_platform_admin else "user") if principal else "anonymous",
         request_id=getattr(request.state, "request_id", None),
-        ip_address=client.host if client else None,
+        ip_address=getattr(request.state, "client_ip", None),
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
     )
 
@@ -159,6 +158,7 @@ def tenant_scope(*roles: Role) -> Callable[[Request], Awaitable[TenantScope]]:
                 state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=_route(request)
             )
             raise APIError(403, "forbidden", f"role {principal.role!r} may not do this")
+        request.state.tenant_id = str(principal.tenant_id)
         return TenantScope(
             request=request, principal=principal, tenant_id=principal.tenant_id, actor=actor, state=state
         )

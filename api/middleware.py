@@ -1,14 +1,31 @@
-"""Request ids: accepted from `X-Request-ID` when well-formed, generated otherwise, echoed back."""
+"""The outermost layer of every request: request id, client address, one log line, and a last-resort 500.
+
+* `X-Request-ID` is accepted when well-formed, generated otherwise, and returned on every response.
+* The client address is the peer's, or, when the peer is a configured trusted proxy, the right-most
+  `X-Forwarded-For` entry that is not itself a trusted proxy.
+* One structured log line per request: request id, tenant id, route template, status, duration.
+* An unexpected exception becomes a JSON 500 here and is logged by type only: exception messages
+  from drivers can quote row data, and the server's own traceback logging would print them.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import logging
 import re
+import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_ID_HEADER = "x-request-id"
+log = logging.getLogger("phivault.request")
+
+REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def accept_request_id(value: str | None) -> str:
@@ -17,25 +34,90 @@ def accept_request_id(value: str | None) -> str:
     return str(uuid.uuid4())
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+def parse_networks(entries: Sequence[str]) -> list[Network]:
+    return [ipaddress.ip_network(entry.strip(), strict=False) for entry in entries if entry.strip()]
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str | None:
+    def is_trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in trusted)
+
+    if peer is None or not forwarded_for or not is_trusted(peer):
+        return peer
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain is not trusted
+        if not is_trusted(hop):
+            return hop
+    return peer
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
         self.app = app
+        self.trusted = parse_networks(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
-        raw = headers.get(REQUEST_ID_HEADER.encode())
-        request_id = accept_request_id(raw.decode("latin-1") if raw else None)
-        scope.setdefault("state", {})["request_id"] = request_id
+        raw_id = headers.get(REQUEST_ID_HEADER)
+        request_id = accept_request_id(raw_id.decode("latin-1") if raw_id else None)
+        forwarded = headers.get(b"x-forwarded-for")
+        peer = scope["client"][0] if scope.get("client") else None
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["client_ip"] = client_address(peer, forwarded.decode("latin-1") if forwarded else None, self.trusted)
+        status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    (k, v) for k, v in message["headers"] if k.lower() != REQUEST_ID_HEADER.encode()
-                ] + [(REQUEST_ID_HEADER.encode(), request_id.encode())]
+                started_response = True
+                status = message["status"]
+                message["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
+                message["headers"].append((REQUEST_ID_HEADER, request_id.encode()))
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            log.error("unhandled error", extra={"request_id": request_id, "error_type": type(exc).__name__})
+            if not started_response:
+                await _internal_error(send_with_id, request_id)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "tenant_id": state.get("tenant_id"),
+                    "method": scope["method"],
+                    "route": getattr(route, "path", "unmatched"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+async def _internal_error(send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {"error": {"code": "internal_error", "message": "internal server error", "request_id": request_id}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from core.logging import configure_logging
 from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 
@@ -28,9 +29,12 @@ PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default
 
 
 def _settings() -> Settings:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
-    return get_settings()
+    settings = get_settings()
+    if settings.log_json:
+        configure_logging()
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return settings
 
 
 def _migrate(settings: Settings, services: Services) -> None:
@@ -48,7 +52,8 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
         create_app(settings, services),
         host=host or settings.api_host,
         port=port or settings.api_port,
-        log_level="info",
+        log_config=None,  # keep our JSON logging
+        access_log=False,  # one request line comes from our middleware, without query strings
     )
 
 

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: int = Field(default=60, ge=1)
     purge_interval_seconds: int = Field(default=3600, ge=1)
 
+    trusted_proxies: list[str] = Field(default_factory=list)
+    audit_retention_days: int = Field(default=6 * 365 + 2, ge=6 * 365)
+    log_json: bool = True
+
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
