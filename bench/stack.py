@@ -16,10 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from core.db import database_urls
-from core.embedded import start_postgres, start_redis
-from core.migrate import migrate
-from core.runtime import Services
+from core.runtime import Services, throwaway_services
 from core.settings import Settings
 
 APP_PASSWORD = "phivault-bench"
@@ -59,15 +56,7 @@ def _ready(url: str) -> bool:
 def running_stack(worker_concurrency: int = 1) -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="phivault-bench-"))
     settings = Settings(data_dir=data_dir, database_url=None, redis_url=None, app_db_password=APP_PASSWORD)
-    postgres = start_postgres(data_dir, cleanup="delete")
-    redis = start_redis(data_dir / "redis")
-    services = Services(
-        database=database_urls(settings, postgres.url()),
-        redis_url=redis.url,
-        embedded_postgres=postgres,
-        embedded_redis=redis,
-    )
-    migrate(services.owner_url, APP_PASSWORD)
+    services = throwaway_services(settings)
     env = dict(os.environ)
     env.update(
         DATABASE_URL=services.owner_url.render_as_string(hide_password=False),

@@ -45,3 +45,19 @@ def resolve_services(settings: Settings, *, need_redis: bool = True) -> Services
         embedded_postgres=embedded_pg,
         embedded_redis=embedded_redis,
     )
+
+
+def throwaway_services(settings: Settings) -> Services:
+    """A private embedded stack in `settings.data_dir`, migrated, deleted at exit (tests, benchmarks)."""
+    from core.migrate import migrate
+
+    postgres = start_postgres(settings.data_dir, cleanup="delete")
+    redis = start_redis(settings.data_dir / "redis")
+    services = Services(
+        database=database_urls(settings, postgres.url()),
+        redis_url=redis.url,
+        embedded_postgres=postgres,
+        embedded_redis=redis,
+    )
+    migrate(services.owner_url, settings.app_db_password.get_secret_value())
+    return services

@@ -16,11 +16,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db import Database, create_engine, database_urls, install_database
-from core.embedded import start_postgres, start_redis
+from core.db import Database, create_engine, install_database
 from core.keys import key_provider_from_settings
-from core.migrate import migrate
-from core.runtime import Services
+from core.runtime import Services, throwaway_services
 from core.settings import Settings
 from models import Tenant
 from models.audit import Actor
@@ -57,18 +55,9 @@ def settings(data_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def services(settings: Settings, data_dir: Path) -> Services:
+def services(settings: Settings) -> Services:
     """Start PostgreSQL and Redis for this test session and migrate to head."""
-    postgres = start_postgres(data_dir, cleanup="delete")
-    redis = start_redis(data_dir / "redis")
-    resolved = Services(
-        database=database_urls(settings, postgres.url()),
-        redis_url=redis.url,
-        embedded_postgres=postgres,
-        embedded_redis=redis,
-    )
-    migrate(resolved.owner_url, TEST_APP_PASSWORD)
-    return resolved
+    return throwaway_services(settings)
 
 
 @pytest.fixture(scope="session")
