@@ -59,16 +59,9 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
 
 def _verify_runtime_role(settings: Settings, services: Services) -> None:
     """Workers hold the same guard as the API: never run as a role that could bypass RLS."""
-    import asyncio
-
-    from core.db import create_engine, verify_app_role
 
     async def check() -> None:
-        engine = create_engine(services.app_url, settings)
-        try:
-            await verify_app_role(engine)
-        finally:
-            await engine.dispose()
+        await (await _app_database(settings, services)).dispose()
 
     asyncio.run(check())
 
@@ -198,7 +191,7 @@ def tenant_create(name: str) -> None:
         from core.keys import key_provider_from_settings
         from models.tenancy import create_tenant, key_provisioner
 
-        db = _app_database(settings, services)
+        db = await _app_database(settings, services)
         try:
             return await create_tenant(db, name, _cli_actor(), key_provisioner(key_provider_from_settings(settings)))
         finally:
@@ -220,16 +213,31 @@ def ingest(
 
     settings = _settings()
     services = resolve_services(settings)
-    summary = asyncio.run(ingest_paths(settings, services, _uuid(tenant), paths, wait=wait, wait_seconds=timeout))
+
+    async def run() -> Any:
+        db = await _app_database(settings, services)
+        try:
+            return await ingest_paths(settings, services, db, _uuid(tenant), paths, wait=wait, wait_seconds=timeout)
+        finally:
+            await db.dispose()
+
+    summary = asyncio.run(run())
     typer.echo(summary.render())
     if summary.failed or summary.rejected:
         raise typer.Exit(1)
 
 
-def _app_database(settings: Settings, services: Services) -> Any:
-    from core.db import Database, create_engine
+async def _app_database(settings: Settings, services: Services) -> Any:
+    """The app-role database, after the same role guard the API and workers pass."""
+    from core.db import Database, create_engine, verify_app_role
 
-    return Database(create_engine(services.app_url, settings))
+    db = Database(create_engine(services.app_url, settings))
+    try:
+        await verify_app_role(db.engine)
+    except BaseException:
+        await db.dispose()
+        raise
+    return db
 
 
 @app.command()
@@ -257,7 +265,7 @@ def search(
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
 
     async def run() -> Any:
-        db = _app_database(settings, services)
+        db = await _app_database(settings, services)
         try:
             async with service_transaction(db, _uuid(tenant), _cli_actor())() as tx:
                 return await run_search(tx, get_embedder(settings), request, settings)
@@ -287,7 +295,7 @@ def reembed(tenant: TenantOption, batch_size: Annotated[int, typer.Option(min=1,
     tenant_id = _uuid(tenant)
 
     async def run() -> int:
-        db = _app_database(settings, services)
+        db = await _app_database(settings, services)
         embedder = get_embedder(settings)
         try:
             total = await stale_chunk_count(db, tenant_id, embedder.model_id)
@@ -322,7 +330,7 @@ def audit_verify(tenant: TenantOption) -> None:
     tenant_id = _uuid(tenant)
 
     async def run() -> Any:
-        db = _app_database(settings, services)
+        db = await _app_database(settings, services)
         try:
             async with db.tenant_session(tenant_id) as session:
                 report = await verify_chain(session, tenant_id)

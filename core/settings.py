@@ -67,7 +67,6 @@ class Settings(BaseSettings):
     purge_interval_seconds: int = Field(default=3600, ge=1)
 
     trusted_proxies: list[str] = Field(default_factory=list)
-    audit_retention_days: int = Field(default=6 * 365 + 2, ge=6 * 365)
     log_json: bool = True
 
     api_host: str = "127.0.0.1"
@@ -83,6 +82,8 @@ class Settings(BaseSettings):
             problems.append("PHIVAULT_JWT_SECRET must be set to a random value of at least 32 characters")
         if not self.app_database_url and self.app_db_password.get_secret_value() in ("", DEV_APP_DB_PASSWORD):
             problems.append("PHIVAULT_APP_DB_PASSWORD must be set (or PHIVAULT_APP_DATABASE_URL given)")
+        if self.jwks_url and not self.jwt_audience:
+            problems.append("PHIVAULT_JWT_AUDIENCE is required with PHIVAULT_JWKS_URL (a shared identity provider)")
         if self.key_provider == "local" and self.master_key is None:
             problems.append("PHIVAULT_MASTER_KEY is required with the local key provider")
         if self.database_url is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 
-from core.db import Database, create_engine
+from core.db import Database
 from core.keys import key_provider_from_settings
 from core.runtime import Services
 from core.settings import Settings
@@ -54,10 +54,16 @@ def collect_files(paths: list[Path]) -> list[Path]:
 
 
 async def ingest_paths(
-    settings: Settings, services: Services, tenant_id: uuid.UUID, paths: list[Path], *, wait: bool, wait_seconds: float
+    settings: Settings,
+    services: Services,
+    db: Database,
+    tenant_id: uuid.UUID,
+    paths: list[Path],
+    *,
+    wait: bool,
+    wait_seconds: float,
 ) -> Summary:
     queue = TaskQueue(services.redis_url)
-    db = Database(create_engine(services.app_url, settings))
     keys = key_provider_from_settings(settings)
     store = object_store_from_settings(settings, keys)
     transaction = service_transaction(db, tenant_id, Actor(actor_id=f"cli:{getpass.getuser()}", actor_type="system"))
@@ -95,7 +101,6 @@ async def ingest_paths(
                 summary.pending = len(new_ids)
     finally:
         queue.close()
-        await db.dispose()
     return summary
 
 

@@ -14,7 +14,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+import botocore.exceptions
+import redis.exceptions
 from sqlalchemy import delete, insert
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.db import Database
 from core.keys import DecryptionError, TenantKeyRef
@@ -33,6 +36,24 @@ from models.tenant import Tenant
 log = logging.getLogger(__name__)
 
 WORKER_ACTOR = Actor(actor_id="phivault-worker", actor_type="system")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    redis.exceptions.ConnectionError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Faults of the database, storage or broker that a later attempt may not meet."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
 MAX_ATTEMPTS = 5
 CLAIMABLE = ("queued", "processing")
 
@@ -186,5 +207,12 @@ async def process_document(
     except DecryptionError:
         log.error("stored object failed authentication", extra={"document_id": str(document_id)})
         await fail(db, tenant_id, document_id, "integrity_error", "the stored file failed its integrity check")
+        return "failed"
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # A parser's own error can quote the document: only its type is logged.
+        log.error("processing failed", extra={"document_id": str(document_id), "error_type": type(exc).__name__})
+        await fail(db, tenant_id, document_id, "processing_error", "the document could not be processed")
         return "failed"
     return "ready" if await finish(db, tenant_id, document_id, prepared, embedder.model_id) else "skipped"

@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import botocore.exceptions
-import redis.exceptions
 from celery import Task
 from celery.signals import worker_process_init, worker_ready
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.celery_app import celery_app
 from core.db import Database, create_engine
@@ -32,21 +29,13 @@ from core.storage import ObjectStore, object_store_from_settings
 from embeddings.base import Embedder
 from embeddings.sentence_transformer import get_embedder
 from ingest.maintenance import purge_deleted, reconcile
+from ingest.processing import is_transient
 from ingest.processing import process_document as process
 from ingest.queue import PROCESS_DOCUMENT_TASK, TaskQueue
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    ConnectionError,
-    TimeoutError,
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectionClosedError,
-    redis.exceptions.ConnectionError,
-)
 
 
 @dataclass
@@ -89,12 +78,6 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return runtime().loop.run_until_complete(coro)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, TRANSIENT_ERRORS)
-
-
 @celery_app.task(
     name=PROCESS_DOCUMENT_TASK,
     bind=True,
@@ -109,7 +92,7 @@ def process_document(self: Task[Any, Any], tenant_id: str, document_id: str) -> 
             process(rt.database, rt.store, rt.get_embedder(), rt.settings, uuid.UUID(tenant_id), uuid.UUID(document_id))
         )
     except Exception as exc:
-        if _is_transient(exc):
+        if is_transient(exc):
             delay = min(2**self.request.retries, 300)
             log.warning(
                 "transient failure; retrying", extra={"document_id": document_id, "error_type": type(exc).__name__}
