@@ -41,9 +41,14 @@ def error_response(request: Request, status_code: int, code: str, message: str) 
 
 
 def _validation_message(exc: RequestValidationError) -> str:
+    """Field paths and reasons only. A client-chosen key (an unexpected field, a filter or metadata key)
+    is never echoed, since it could itself be PHI; neither is any submitted value."""
     parts = []
     for error in exc.errors():
-        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        loc = [p for p in error.get("loc", ()) if p != "body"]
+        if loc and (error.get("type") == "extra_forbidden" or loc[0] == "filters"):
+            loc = loc[:1] if loc[0] == "filters" else loc[:-1]
+        location = ".".join(str(p) for p in loc)
         parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else str(error.get("msg", "invalid")))
     return "; ".join(parts) or "invalid request"
 

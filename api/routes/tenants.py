@@ -26,14 +26,14 @@ async def create(scope: Platform, body: TenantCreate) -> TenantOut:
     return TenantOut.model_validate(tenant)
 
 
-async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
+async def _missing(scope: PlatformScope, tenant_id: uuid.UUID, method: str) -> APIError:
     await audit_denial(
         scope.state.database,
         scope.actor,
         None,
         "access.denied",
         "not_found",
-        route="/v1/tenants/{tenant_id}",
+        route=f"{method} /v1/tenants/{{tenant_id}}",  # same "METHOD template" form as every other denial
         resource_type="tenant",
         resource_id=tenant_id,
     )
@@ -44,7 +44,7 @@ async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
 async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     tenant = await get_tenant(scope.state.database, tenant_id, scope.actor)
     if tenant is None:
-        raise await _missing(scope, tenant_id)
+        raise await _missing(scope, tenant_id, "GET")
     return TenantOut.model_validate(tenant)
 
 
@@ -52,5 +52,5 @@ async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
 async def update(scope: Platform, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantOut:
     tenant = await set_tenant_status(scope.state.database, tenant_id, body.status, scope.actor)
     if tenant is None:
-        raise await _missing(scope, tenant_id)
+        raise await _missing(scope, tenant_id, "PATCH")
     return TenantOut.model_validate(tenant)
