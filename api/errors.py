@@ -66,4 +66,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(request, 422, "validation_error", _validation_message(exc))
-

@@ -53,6 +53,7 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_config=None,  # keep our JSON logging
+        proxy_headers=False,  # the client address is PHIVault's decision (PHIVAULT_TRUSTED_PROXIES)
         access_log=False,  # one request line comes from our middleware, without query strings
     )
 
@@ -322,8 +323,8 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(tenant: TenantOption) -> None:
     """Walk the tenant's audit hash chain; exit 1 and name the first broken link if it was altered."""
-    from models.audit import write_audit_event
-    from models.audit_trail import verify_chain
+    from ingest.upload import service_transaction
+    from models.audit_trail import verify_and_record
 
     settings = _settings()
     services = resolve_services(settings, need_redis=False)
@@ -332,19 +333,8 @@ def audit_verify(tenant: TenantOption) -> None:
     async def run() -> Any:
         db = await _app_database(settings, services)
         try:
-            async with db.tenant_session(tenant_id) as session:
-                report = await verify_chain(session, tenant_id)
-                await write_audit_event(
-                    session,
-                    _cli_actor().event(
-                        tenant_id,
-                        "audit.verified",
-                        outcome="success" if report.valid else "error",
-                        resource_type="audit_log",
-                        metadata={"valid": report.valid, "checked": report.checked},
-                    ),
-                )
-                return report
+            async with service_transaction(db, tenant_id, _cli_actor())() as tx:
+                return await verify_and_record(tx)
         finally:
             await db.dispose()
 

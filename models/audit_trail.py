@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.audit import GENESIS_HASH, AuditLog
+from models.audit import GENESIS_HASH, ActingSession, AuditLog
 
 
 @dataclass(frozen=True)
@@ -102,3 +102,15 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> ChainRepo
     if broken is None and head is not None and (head.last_id, head.last_hash) != (row["last_id"], row["last_hash"]):
         broken = int(head.last_id)
     return ChainReport(valid=broken is None, checked=int(row["checked"]), first_broken_id=broken)
+
+
+async def verify_and_record(tx: ActingSession) -> ChainReport:
+    """Verify the tenant's chain and record the check (`audit.verified`) in the same transaction."""
+    report = await verify_chain(tx.session, tx.tenant.id)
+    await tx.audit(
+        "audit.verified",
+        resource_type="audit_log",
+        outcome="success" if report.valid else "error",
+        metadata={"valid": report.valid, "checked": report.checked, "first_broken_id": report.first_broken_id},
+    )
+    return report

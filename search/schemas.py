@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any, Literal
 
@@ -37,8 +38,15 @@ class SearchRequest(BaseModel):
     @field_validator("filters")
     @classmethod
     def _keys(cls, value: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
-        if value is not None and any(not key or len(key) > 100 or "\x00" in key for key in value):
-            raise ValueError("filter keys must be 1 to 100 characters")
+        if value is None:
+            return value
+        if any(not key or len(key) > 100 or "\x00" in key for key in value):
+            raise ValueError("filter keys must be 1 to 100 characters without NUL")
+        for item in value.values():
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("filter numbers must be finite")
+            if isinstance(item, str) and "\x00" in item:
+                raise ValueError("filter values must not contain NUL characters")
         return value
 
 

@@ -6,11 +6,14 @@ import asyncio
 import hashlib
 import time
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from core.settings import Settings
 from embeddings.base import Embedder
 from models.audit import ActingSession
 from search.repository import (
     Hit,
+    Plan,
     Scope,
     choose_plan,
     configure_hnsw,
@@ -36,6 +39,29 @@ def reciprocal_rank_fusion(rankings: list[list[Hit]], k: int) -> list[Hit]:
     return ordered[:k]
 
 
+async def run_vector_query(
+    session: AsyncSession,
+    scope: Scope,
+    query_vector: list[float],
+    k: int,
+    settings: Settings,
+    *,
+    plan: Plan | None = None,
+) -> tuple[Plan, list[Hit]]:
+    """The k nearest chunks of the tenant in `scope`, and the plan that found them.
+
+    The plan comes from the tenant's chunk counter and `search_exact_max_rows` unless
+    given (tests and benchmarks force one). The HNSW plan searches with
+    `ef_search = max(search_ef_search, k)`: the index never returns more rows per scan
+    round than ef_search, so a smaller value could not fill k.
+    """
+    if plan is None:
+        plan = choose_plan(await tenant_chunk_count(session, scope.tenant_id), settings.search_exact_max_rows)
+    if plan == "hnsw":
+        await configure_hnsw(session, max(settings.search_ef_search, k), settings.search_max_scan_tuples)
+    return plan, await vector_search(session, scope, query_vector, k, plan)
+
+
 async def search(tx: ActingSession, embedder: Embedder, request: SearchRequest, settings: Settings) -> SearchResponse:
     started = time.perf_counter()
     query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
@@ -46,18 +72,13 @@ async def search(tx: ActingSession, embedder: Embedder, request: SearchRequest, 
         document_ids=request.document_ids,
         filters=request.filters,
     )
-    plan = choose_plan(await tenant_chunk_count(session, tx.tenant.id), settings.search_exact_max_rows)
     if request.mode == "hybrid":
         candidates = max(request.k * HYBRID_CANDIDATES, 40)
         lexical = await text_search(session, scope, request.query, query_vector, candidates)
-        if plan == "hnsw":
-            await configure_hnsw(session, max(settings.search_ef_search, candidates), settings.search_max_scan_tuples)
-        semantic = await vector_search(session, scope, query_vector, candidates, plan)
+        plan, semantic = await run_vector_query(session, scope, query_vector, candidates, settings)
         hits = reciprocal_rank_fusion([semantic, lexical], request.k)
     else:
-        if plan == "hnsw":
-            await configure_hnsw(session, max(settings.search_ef_search, request.k), settings.search_max_scan_tuples)
-        hits = await vector_search(session, scope, query_vector, request.k, plan)
+        plan, hits = await run_vector_query(session, scope, query_vector, request.k, settings)
     if request.min_score is not None:
         hits = [hit for hit in hits if hit.score >= request.min_score]
     await tx.audit(

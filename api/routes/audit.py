@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -15,12 +15,19 @@ from fastapi.responses import StreamingResponse
 from api.context import TenantScope, tenant_scope
 from api.errors import APIError
 from api.schemas import AuditEventOut, AuditPage, ChainVerification
-from models.audit_trail import AuditFilters, list_events, stream_events, verify_chain
+from models.audit_trail import AuditFilters, list_events, stream_events, verify_and_record
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
 
 Admins = Annotated[TenantScope, Depends(tenant_scope("admin"))]
 EXPORT_FIELDS = list(AuditEventOut.model_fields)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without an offset is taken as UTC, so naive and aware bounds compare."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _filters(
@@ -30,6 +37,7 @@ def _filters(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> AuditFilters:
+    since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since >= until:
         raise APIError(422, "validation_error", "since must be earlier than until")
     return AuditFilters(action=action, actor_id=actor_id, resource_id=resource_id, since=since, until=until)
@@ -43,7 +51,7 @@ async def read_audit_logs(
     scope: Admins,
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,19}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> AuditPage:
     async with scope.transaction() as tx:
         events = await list_events(
@@ -98,11 +106,5 @@ async def export_audit_logs(
 @router.get("/verify", response_model=ChainVerification)
 async def verify_audit_logs(scope: Admins) -> ChainVerification:
     async with scope.transaction() as tx:
-        report = await verify_chain(tx.session, tx.tenant.id)
-        await tx.audit(
-            "audit.verified",
-            resource_type="audit_log",
-            outcome="success" if report.valid else "error",
-            metadata={"valid": report.valid, "checked": report.checked, "first_broken_id": report.first_broken_id},
-        )
+        report = await verify_and_record(tx)
     return ChainVerification(valid=report.valid, checked=report.checked, first_broken_id=report.first_broken_id)

@@ -87,3 +87,13 @@ async def test_verify_reports_an_intact_chain(client: httpx.AsyncClient, tokens:
     assert report["checked"] >= 5
     verified = (await client.get("/v1/audit-logs", params={"action": "audit.verified"}, headers=admin)).json()
     assert verified["items"][0]["metadata"]["valid"] is True
+
+
+async def test_time_bounds_and_cursor_limits(client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID) -> None:
+    admin = tokens.headers("admin", tenant_id)
+    mixed = {"since": "2020-01-01T00:00:00", "until": "2999-01-01T00:00:00+02:00"}
+    assert (await client.get("/v1/audit-logs", params=mixed, headers=admin)).status_code == 200
+    backwards = {"since": "2030-01-01T00:00:00Z", "until": "2020-01-01T00:00:00Z"}
+    assert (await client.get("/v1/audit-logs", params=backwards, headers=admin)).status_code == 422
+    huge = await client.get("/v1/audit-logs", params={"cursor": "9" * 19}, headers=admin)
+    assert huge.status_code == 422

@@ -61,3 +61,21 @@ def test_explicit_app_url_wins() -> None:
         app_database_url="postgresql://phivault_app:pw@pooler:6432/phivault", database_url=None, redis_url=None
     )
     assert database_urls(settings, "postgresql://owner:pw@db/phivault").app.host == "pooler"
+
+
+def test_a_malformed_trusted_proxy_is_refused_at_start() -> None:
+    with pytest.raises(SettingsError, match="PHIVAULT_TRUSTED_PROXIES"):
+        Settings(trusted_proxies=["10.0.0.0/8", "not-an-address"], database_url=None, redis_url=None)
+    assert Settings(trusted_proxies=["10.0.0.0/8", "::1"], database_url=None, redis_url=None).trusted_proxies
+
+
+def test_production_with_a_jwks_needs_an_audience() -> None:
+    with pytest.raises(SettingsError, match="PHIVAULT_JWT_AUDIENCE"):
+        Settings(
+            env="production",
+            jwks_url="https://idp.example/jwks.json",
+            app_db_password=STRONG,
+            master_key=STRONG,
+            database_url="postgresql://owner:pw@db/phivault",
+            redis_url="redis://redis:6379/0",
+        )

@@ -229,6 +229,8 @@ async def test_client_chosen_keys_are_not_echoed_in_errors(
         {"query": "ok", "min_score": 2},
         {"k": 3},
         {"query": "ok", "unexpected": True},
+        '{"query": "ok", "filters": {"score": NaN}}',
+        {"query": "ok", "filters": {"ward": "3\u0000B"}},
     ],
     ids=[
         "empty",
@@ -243,12 +245,16 @@ async def test_client_chosen_keys_are_not_echoed_in_errors(
         "min-score",
         "no-query",
         "extra-field",
+        "filter-nan",
+        "filter-nul",
     ],
 )
 async def test_bad_search_input_is_422(
-    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, body: dict[str, object]
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, body: dict[str, object] | str
 ) -> None:
-    response = await client.post("/v1/search", json=body, headers=tokens.headers("viewer", tenant_id))
+    headers = {**tokens.headers("viewer", tenant_id), "Content-Type": "application/json"}
+    raw = body if isinstance(body, str) else json.dumps(body)
+    response = await client.post("/v1/search", content=raw, headers=headers)
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "validation_error"
