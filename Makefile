@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench bench-ingest clean
+.PHONY: install run test lint typecheck bench bench-ingest bench-search clean
 
 install: $(STAMP)
 
@@ -28,10 +28,13 @@ typecheck: install
 test: install lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: bench-ingest
+bench: bench-ingest bench-search
 
 bench-ingest: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest
+
+bench-search: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.search
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
