@@ -8,12 +8,15 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from moto import mock_aws
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
@@ -23,6 +26,7 @@ from core.settings import Settings
 from tests.conftest import TEST_APP_PASSWORD
 
 WORKER_START_TIMEOUT = 120
+AWS_REGION = "us-east-1"
 NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
 
 
@@ -142,3 +146,31 @@ async def upload(
     return await client.post(
         "/v1/documents", files={"file": (filename, content, "application/octet-stream")}, data=data, headers=headers
     )
+
+
+@asynccontextmanager
+async def scratch_database(owner_engine: AsyncEngine, services: Services, prefix: str) -> AsyncIterator[URL]:
+    """An empty database on the test server (owner URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    async with owner_engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield services.owner_url.set(database=name)
+    finally:
+        async with owner_engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials and region, no real endpoint, everything served by moto."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(variable, raising=False)
+    with mock_aws():
+        yield

@@ -7,7 +7,7 @@ lifespan inside `moto.mock_aws()` and served over ASGI, against the session's em
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +15,6 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from mypy_boto3_kms import KMSClient
 from mypy_boto3_s3 import S3Client
 from sqlalchemy import text
@@ -28,9 +27,9 @@ from core.keys import DecryptionError, KmsKeyProvider, TenantKeyRef, encryption_
 from core.runtime import Services
 from core.settings import Settings
 from core.storage import MIB, S3Store, object_key
-from tests.harness import Tokens, audit_actions, upload
+from tests.harness import AWS_REGION, Tokens, audit_actions, upload
 
-REGION = "us-east-1"
+REGION = AWS_REGION
 BUCKET = "phivault-test"
 CLIENT_ADDRESS = ("127.0.0.1", 50003)
 BIG_UPLOAD_BYTES = 9 * MIB + 12_345  # above the 8 MiB multipart threshold: two 8 MiB-chunked parts
@@ -58,19 +57,6 @@ class KeyIds:
     @property
     def names(self) -> set[str]:
         return {self.key_id, self.arn}
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials and region, no real endpoint, everything served by moto."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(variable, raising=False)
-    with mock_aws():
-        yield
 
 
 def _installed_database() -> Database | None:

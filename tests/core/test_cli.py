@@ -7,29 +7,22 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.runtime import Services
 from tests.conftest import TEST_APP_PASSWORD
+from tests.harness import scratch_database
 
 
 @pytest.fixture
 async def outside_database(services: Services, owner_engine: AsyncEngine) -> AsyncIterator[URL]:
-    name = f"phivault_outside_{uuid.uuid4().hex[:8]}"
-    async with owner_engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield services.owner_url.set(database=name)
-    async with owner_engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    async with scratch_database(owner_engine, services, "phivault_outside") as url:
+        yield url
 
 
 def _free_port() -> int:

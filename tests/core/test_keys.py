@@ -6,7 +6,6 @@ import base64
 import os
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from moto import mock_aws
 from mypy_boto3_kms import KMSClient
 
 from core.keys import (
@@ -31,21 +29,9 @@ from core.keys import (
     load_master_key,
 )
 from core.settings import Settings, SettingsError
+from tests.harness import AWS_REGION
 
-REGION = "us-east-1"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials and region, no real endpoint, everything served by moto."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(variable, raising=False)
-    with mock_aws():
-        yield
+REGION = AWS_REGION
 
 
 @pytest.fixture

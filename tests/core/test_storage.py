@@ -10,13 +10,11 @@ import shutil
 import stat
 import struct
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import boto3
 import pytest
-from moto import mock_aws
 from mypy_boto3_kms import KMSClient
 from mypy_boto3_s3 import S3Client
 
@@ -32,22 +30,10 @@ from core.storage import (
     object_key,
     object_store_from_settings,
 )
+from tests.harness import AWS_REGION
 
-REGION = "us-east-1"
+REGION = AWS_REGION
 BUCKET = "phivault-test-objects"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fake credentials and region, no real endpoint, everything served by moto."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(variable, raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,20 +16,15 @@ import models
 from core import migrate
 from core.runtime import Services
 from tests.conftest import run_in_fresh_loop
+from tests.harness import scratch_database
 
 TABLES = {"tenants", "users", "documents", "document_chunks", "audit_logs", "audit_chain_heads"}
 
 
 @pytest.fixture
 async def fresh_database(services: Services, owner_engine: AsyncEngine) -> AsyncIterator[URL]:
-    name = f"phivault_migration_{uuid.uuid4().hex[:8]}"
-    async with owner_engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield services.owner_url.set(database=name)
-    async with owner_engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    async with scratch_database(owner_engine, services, "phivault_migration") as url:
+        yield url
 
 
 async def _tables(url: URL) -> set[str]:

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.search import (
@@ -50,6 +48,7 @@ from core.runtime import Services
 from core.settings import Settings
 from search.repository import Plan, Scope, configure_hnsw, explain_vector_search
 from search.service import run_vector_query
+from tests.harness import scratch_database
 
 TOTAL_ROWS = 20_000
 TENANTS = 50
@@ -71,13 +70,7 @@ class RecallDatabase:
 
 @pytest.fixture(scope="module")
 async def recall_db(services: Services, owner_engine: AsyncEngine, settings: Settings) -> AsyncIterator[RecallDatabase]:
-    name = f"phivault_recall_{uuid.uuid4().hex[:8]}"
-    async with owner_engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    database: Database | None = None
-    try:
-        owner_url = services.owner_url.set(database=name)
+    async with scratch_database(owner_engine, services, "phivault_recall") as owner_url:
         await asyncio.to_thread(migrate.upgrade, owner_url)
         corpus = make_corpus(zipf_sizes(TOTAL_ROWS, TENANTS, smallest=SMALLEST), popularity=POPULARITY)
         raw = await asyncpg.connect(to_libpq_url(owner_url))
@@ -91,16 +84,13 @@ async def recall_db(services: Services, owner_engine: AsyncEngine, settings: Set
         finally:
             await raw.close()
         search_settings = settings.model_copy(update={"search_exact_max_rows": EXACT_MAX_ROWS})
-        database = Database(create_engine(services.app_url.set(database=name), search_settings))
+        database = Database(create_engine(services.app_url.set(database=owner_url.database), search_settings))
         rng = np.random.default_rng(2024)
         queries = [make_queries(corpus, t, QUERIES_PER_TENANT, rng) for t in range(TENANTS)]
-        yield RecallDatabase(database, corpus, search_settings, queries)
-    finally:
-        if database is not None:
+        try:
+            yield RecallDatabase(database, corpus, search_settings, queries)
+        finally:
             await database.dispose()
-        async with owner_engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @dataclass
