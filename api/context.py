@@ -92,7 +92,8 @@ async def audit_denial(
         )
 
 
-def _route(request: Request) -> str:
+def route_of(request: Request) -> str:
+    """`METHOD /path/{template}`, the form every denial records."""
     route = request.scope.get("route")
     return f"{request.method} {getattr(route, 'path', request.url.path)}"
 
@@ -108,7 +109,7 @@ async def authenticate(request: Request) -> Principal:
         return state.verifier.verify(token.strip())
     except AuthError as exc:
         await audit_denial(
-            state.database, request_actor(request, None), None, "auth.denied", exc.reason, route=_route(request)
+            state.database, request_actor(request, None), None, "auth.denied", exc.reason, route=route_of(request)
         )
         raise APIError(401, exc.reason, exc.message) from exc
 
@@ -139,7 +140,7 @@ class TenantScope:
                 self.tenant_id,
                 "access.denied",
                 denied.error.code,
-                route=_route(self.request),
+                route=route_of(self.request),
                 resource_type=denied.resource_type,
                 resource_id=denied.resource_id,
             )
@@ -155,7 +156,7 @@ def tenant_scope(*roles: Role) -> Callable[[Request], Awaitable[TenantScope]]:
         actor = request_actor(request, principal)
         if principal.tenant_id is None or principal.role not in roles:
             await audit_denial(
-                state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=_route(request)
+                state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=route_of(request)
             )
             raise APIError(403, "forbidden", f"role {principal.role!r} may not do this")
         request.state.tenant_id = str(principal.tenant_id)
@@ -168,6 +169,7 @@ def tenant_scope(*roles: Role) -> Callable[[Request], Awaitable[TenantScope]]:
 
 @dataclass
 class PlatformScope:
+    request: Request
     principal: Principal
     actor: Actor
     state: AppState
@@ -180,7 +182,7 @@ async def platform_scope(request: Request) -> PlatformScope:
     actor = request_actor(request, principal)
     if not principal.is_platform_admin:
         await audit_denial(
-            state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=_route(request)
+            state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=route_of(request)
         )
         raise APIError(403, "forbidden", "only platform administrators may do this")
-    return PlatformScope(principal=principal, actor=actor, state=state)
+    return PlatformScope(request=request, principal=principal, actor=actor, state=state)

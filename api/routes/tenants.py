@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from api.context import PlatformScope, audit_denial, platform_scope
+from api.context import PlatformScope, audit_denial, platform_scope, route_of
 from api.errors import APIError
 from api.schemas import TenantCreate, TenantOut, TenantUpdate
 from models.tenancy import TenantNameError, create_tenant, get_tenant, key_provisioner, set_tenant_status
@@ -26,14 +26,14 @@ async def create(scope: Platform, body: TenantCreate) -> TenantOut:
     return TenantOut.model_validate(tenant)
 
 
-async def _missing(scope: PlatformScope, tenant_id: uuid.UUID, method: str) -> APIError:
+async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
     await audit_denial(
         scope.state.database,
         scope.actor,
         None,
         "access.denied",
         "not_found",
-        route=f"{method} /v1/tenants/{{tenant_id}}",  # same "METHOD template" form as every other denial
+        route=route_of(scope.request),
         resource_type="tenant",
         resource_id=tenant_id,
     )
@@ -44,7 +44,7 @@ async def _missing(scope: PlatformScope, tenant_id: uuid.UUID, method: str) -> A
 async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     tenant = await get_tenant(scope.state.database, tenant_id, scope.actor)
     if tenant is None:
-        raise await _missing(scope, tenant_id, "GET")
+        raise await _missing(scope, tenant_id)
     return TenantOut.model_validate(tenant)
 
 
@@ -52,5 +52,5 @@ async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
 async def update(scope: Platform, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantOut:
     tenant = await set_tenant_status(scope.state.database, tenant_id, body.status, scope.actor)
     if tenant is None:
-        raise await _missing(scope, tenant_id, "PATCH")
+        raise await _missing(scope, tenant_id)
     return TenantOut.model_validate(tenant)
