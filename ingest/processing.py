@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import botocore.exceptions
 import redis.exceptions
-from sqlalchemy import delete, insert
+from sqlalchemy import Delete, delete, insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from core.db import Database
@@ -108,9 +108,7 @@ async def finish(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, pre
         document = await get_document(session, tenant_id, document_id, for_update=True)
         if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
             return False
-        await session.execute(
-            delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
-        )
+        await session.execute(_delete_chunks(tenant_id, document_id))
         await session.execute(
             insert(DocumentChunk),
             [
@@ -148,9 +146,7 @@ async def fail(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, code:
         if document is None or document.status not in CLAIMABLE:
             return
         _mark(document, "failed", error_code=code, error_message=message)
-        await session.execute(
-            delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
-        )
+        await session.execute(_delete_chunks(tenant_id, document_id))
         await write_audit_event(
             session,
             WORKER_ACTOR.event(
@@ -162,6 +158,11 @@ async def fail(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, code:
                 metadata={"error_code": code},
             ),
         )
+
+
+def _delete_chunks(tenant_id: uuid.UUID, document_id: uuid.UUID) -> Delete:
+    """Every chunk of the document: a retry or a failure never leaves an earlier attempt's chunks."""
+    return delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
 
 
 def _mark(

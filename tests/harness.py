@@ -174,3 +174,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(variable, raising=False)
     with mock_aws():
         yield
+
+
+def phivault(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the `phivault` CLI in a subprocess with `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -12,13 +10,7 @@ import pytest
 
 from core.runtime import Services
 from core.settings import Settings
-from tests.harness import Worker, worker_env
-
-
-def phivault(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+from tests.harness import Worker, phivault, worker_env
 
 
 @pytest.fixture

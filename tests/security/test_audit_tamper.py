@@ -4,8 +4,6 @@ is still caught by the hash chain, through the API and the CLI."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.runtime import Services
 from core.settings import Settings
-from tests.harness import Tokens, upload, worker_env
+from tests.harness import Tokens, phivault, upload, worker_env
 
 
 @pytest.fixture
@@ -99,12 +97,7 @@ async def test_a_deleted_tail_is_caught_and_the_cli_agrees(
         last = await conn.scalar(text("SELECT max(id) FROM audit_logs WHERE tenant_id = :t"), {"t": tenant_id})
         await conn.execute(text("DELETE FROM audit_logs WHERE id = :id"), {"id": last})
     cli = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "core.cli", "audit", "verify", "--tenant", str(tenant_id)],
-        env=worker_env(settings, services),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        phivault, worker_env(settings, services), "audit", "verify", "--tenant", str(tenant_id)
     )
     assert cli.returncode == 1, cli.stdout + cli.stderr
     assert f"first broken link at audit event {last}" in cli.stdout
@@ -117,12 +110,7 @@ async def test_cli_reports_an_intact_chain(
 ) -> None:
     await _trail(client, tokens, tenant_id)
     cli = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "core.cli", "audit", "verify", "--tenant", str(tenant_id)],
-        env=worker_env(settings, services),
-        capture_output=True,
-        text=True,
-        timeout=120,
+        phivault, worker_env(settings, services), "audit", "verify", "--tenant", str(tenant_id)
     )
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert cli.stdout.startswith("valid: ")
