@@ -3,18 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+# `make lock` refreshes every pin; `make lock LOCK_ARGS=` only adds what pyproject.toml newly asks for.
+LOCK_ARGS ?= --upgrade
 
-.PHONY: install run test lint typecheck bench bench-ingest bench-search clean
+.PHONY: install lock run test lint typecheck bench bench-ingest bench-search clean
 
 install: $(STAMP)
 
-# torch 2.13.0 first: its CPU build is on disk; a later torch would pull GBs of CUDA packages.
-$(STAMP): pyproject.toml
+# Every package, transitive ones included, comes from the lock at its pinned version and hash;
+# then the project itself, without dependencies. The lock pins torch to the 2.13.0 CPU build
+# (constraints.txt) by the hash of its wheel, so no install can pull a CUDA torch instead.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+lock: install
+	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra dev --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-find-links --no-emit-index-url --constraint constraints.txt --output-file $(LOCK) pyproject.toml
 
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/phivault up

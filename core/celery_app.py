@@ -6,6 +6,9 @@ from celery import Celery
 
 celery_app = Celery("phivault")
 
+PROC_ALIVE_TIMEOUT_SECONDS = 60.0
+"""How long the worker waits for a new pool child's UP message before killing it (Celery's default is 4 s)."""
+
 
 def broker_url(redis_url: str) -> str:
     """Celery spells a Redis unix socket `redis+socket://`; redis-py spells it `unix://`."""
@@ -29,6 +32,9 @@ def configure_celery(redis_url: str, *, reconcile_every: float = 60, purge_every
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A new pool child reports UP before it loads the model (see ingest.tasks), so this
+        # only has to cover the fork itself, with room for a loaded machine.
+        worker_proc_alive_timeout=PROC_ALIVE_TIMEOUT_SECONDS,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )

@@ -4,6 +4,12 @@ Each worker process has one event loop, one engine and one embedder, created on
 first use after the fork (prefork children must not share the parent's sockets).
 Delivery is at least once (`acks_late`, `reject_on_worker_lost`): the services
 are idempotent, so a redelivered message does no harm.
+
+The model loads in a background thread of the pool child, started when the child
+starts: Celery's liveness handshake (the child's UP message) never waits on it, so a
+child that replaces a killed one comes up at once, and its first task waits for the
+load instead. Loading in the parent before the fork would let children share the
+weights, but torch's OpenMP pool is not fork-safe once used.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import logging
 import os
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -46,12 +53,20 @@ class WorkerRuntime:
     database: Database
     store: ObjectStore
     queue: TaskQueue
-    embedder: Embedder | None = None
+    _embedder: Future[Embedder] | None = field(default=None, repr=False)
+
+    def start_loading_embedder(self) -> None:
+        """Begin loading the model without blocking the caller (idempotent)."""
+        if self._embedder is None:
+            loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phivault-model")
+            self._embedder = loader.submit(get_embedder, self.settings)
+            loader.shutdown(wait=False)  # the thread ends once the load is done
 
     def get_embedder(self) -> Embedder:
-        if self.embedder is None:
-            self.embedder = get_embedder(self.settings)
-        return self.embedder
+        """The loaded model; waits for a load in progress (and raises what the load raised)."""
+        self.start_loading_embedder()
+        assert self._embedder is not None
+        return self._embedder.result()
 
 
 _runtime: WorkerRuntime | None = None
@@ -122,8 +137,8 @@ def purge() -> int:
 
 @worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    """Load the model when the process starts, not inside the first task."""
-    runtime().get_embedder()
+    """Start loading the model as the child starts; the handshake does not wait for it."""
+    runtime().start_loading_embedder()
 
 
 @worker_ready.connect

@@ -140,32 +140,49 @@ async def test_processing_twice_leaves_one_set_of_chunks(
     assert [c[0] for c in chunks] == list(range(len(chunks)))
 
 
-async def test_worker_killed_mid_task_still_ends_ready_once(
-    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine, worker: Worker
-) -> None:
-    headers = tokens.headers("member", tenant_id)
-    long_text = "\n\n".join(f"Visit {i}. {PROSE}" for i in range(120)).encode()
-    document_id = (await upload(client, headers, long_text, "visits.txt")).json()["id"]
-    deadline = time.monotonic() + 60
+async def wait_until_processing(client: httpx.AsyncClient, headers: dict[str, str], document_id: str) -> None:
+    deadline = time.monotonic() + 180
     while (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()["status"] != "processing":
         assert time.monotonic() < deadline, "the document never started processing"
         await asyncio.sleep(0.02)
-    children = worker.child_pids()
-    assert children
-    for pid in children:
-        os.kill(pid, signal.SIGKILL)
 
-    done = await wait_for(client, headers, document_id, ("ready", "failed"), seconds=240)
-    assert done["status"] == "ready", done
-    chunks = await chunk_rows(owner_engine, document_id)
-    assert len(chunks) == done["chunk_count"]
-    assert [c[0] for c in chunks] == list(range(len(chunks)))
+
+async def test_each_replacement_child_processes_documents_after_three_kills(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine, worker: Worker
+) -> None:
+    """Three pool children killed in a row, each during a different document: the worker never stops working."""
+    headers = tokens.headers("member", tenant_id)
+    killed: list[str] = []
+    for round_ in range(3):
+        long_text = "\n\n".join(f"Round {round_}, visit {i}. {PROSE}" for i in range(120)).encode()
+        document_id = (await upload(client, headers, long_text, f"visits-{round_}.txt")).json()["id"]
+        await wait_until_processing(client, headers, document_id)
+        children = worker.child_pids()
+        assert children
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        killed.append(document_id)
+    after = (await upload(client, headers, b"Follow-up after the third kill: stable.", "after.txt")).json()["id"]
+
+    for document_id in [*killed, after]:
+        done = await wait_for(client, headers, document_id, ("ready", "failed"), seconds=300)
+        assert done["status"] == "ready", done
+        chunks = await chunk_rows(owner_engine, document_id)
+        assert len(chunks) == done["chunk_count"]
+        assert [c[0] for c in chunks] == list(range(len(chunks)))
+    actions = await audit_actions(owner_engine, tenant_id)
+    for document_id in [*killed, after]:
+        assert [a for a, _, r in actions if r == document_id and a == "document.processed"] == ["document.processed"]
     async with owner_engine.connect() as conn:
-        attempts = await conn.scalar(
-            text("SELECT attempts FROM documents WHERE id = :d"), {"d": uuid.UUID(document_id)}
+        attempts = dict(
+            (str(row[0]), row[1])
+            for row in await conn.execute(
+                text("SELECT id, attempts FROM documents WHERE id = ANY(:ids)"),
+                {"ids": [uuid.UUID(d) for d in killed]},
+            )
         )
-    assert attempts is not None
-    assert attempts >= 2
+    assert all(attempts[d] >= 2 for d in killed), attempts
+    assert "Timed out waiting for UP message" not in worker.log_path.read_text(errors="replace")
 
 
 async def test_broker_down_during_upload_is_processed_once_it_returns(
