@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
-lock: install
+# Needs only the tools already in the old lock (pip-tools), not an install that matches pyproject.toml.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra dev --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-find-links --no-emit-index-url --constraint constraints.txt --output-file $(LOCK) pyproject.toml
 
