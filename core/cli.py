@@ -50,7 +50,7 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
 
     uvicorn.run(
         create_app(settings, services),
-        host=host or settings.api_host,
+        host=host or settings.listen_host,
         port=port or settings.api_port,
         log_config=None,  # keep our JSON logging
         proxy_headers=False,  # the client address is PHIVault's decision (PHIVAULT_TRUSTED_PROXIES)

@@ -6,8 +6,9 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "phivault-development-secret-change-me"  # noqa: S105 - a known dev default, refused in production
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    db_allow_plaintext: bool = False
+    """Production only: allow a `DATABASE_URL` without `sslmode` (a private network the platform encrypts)."""
+    db_pgbouncer: bool = False
+    """Behind PgBouncer in transaction mode: asyncpg's prepared-statement cache is turned off."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwks_url: str | None = None
@@ -41,8 +46,12 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
 
     storage: Literal["local", "s3"] = "local"
+    allow_local_storage: bool = False
+    """Production only: allow `PHIVAULT_STORAGE=local` (a single machine with a persistent volume)."""
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_encryption: Literal["envelope", "sse-kms"] | None = None
+    """How S3 objects are encrypted; unset: `sse-kms` on AWS with KMS tenant keys, else `envelope`."""
     key_provider: Literal["local", "aws-kms"] = "local"
     master_key: SecretStr | None = None
     aws_region: str = "us-east-1"
@@ -70,8 +79,17 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(default_factory=list)
     log_json: bool = True
 
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65535)
+    metrics_token: SecretStr | None = None
+    """Bearer token required by `GET /metrics` (and the worker's metrics port); required in production."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Where a worker serves its own Prometheus metrics; unset: no worker metrics endpoint."""
+
+    api_host: str | None = None
+    """Interface the API listens on; unset: 127.0.0.1 in development, 0.0.0.0 in production."""
+    api_port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "PHIVAULT_API_PORT", "api_port")
+    )
+    """`PORT` (what Railway and most platforms inject) wins over `PHIVAULT_API_PORT`."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -101,13 +119,61 @@ class Settings(BaseSettings):
             problems.append("DATABASE_URL is required (the embedded PostgreSQL is for development only)")
         if self.redis_url is None:
             problems.append("REDIS_URL is required (the embedded Redis is for development only)")
+        if self.storage == "local" and not self.allow_local_storage:
+            problems.append(
+                "PHIVAULT_STORAGE=local keeps objects on this machine's disk: set PHIVAULT_STORAGE=s3, "
+                "or PHIVAULT_ALLOW_LOCAL_STORAGE=true for a single-machine install with a persistent volume"
+            )
+        if not self.db_allow_plaintext:
+            urls = {"DATABASE_URL": self.database_url, "PHIVAULT_APP_DATABASE_URL": self.app_database_url}
+            for name, url in urls.items():
+                if url is not None and not _requires_tls(url):
+                    problems.append(
+                        f"{name} has no sslmode: add ?sslmode=require (or verify-full), or set "
+                        "PHIVAULT_DB_ALLOW_PLAINTEXT=true on a private network the platform encrypts"
+                    )
+        if self.metrics_token is None or len(self.metrics_token.get_secret_value()) < 32:
+            problems.append("PHIVAULT_METRICS_TOKEN must be set to a random value of at least 32 characters")
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_inconsistent_storage(self) -> Settings:
+        if self.storage == "s3" and self.s3_encryption == "sse-kms" and self.key_provider != "aws-kms":
+            raise SettingsError(
+                "PHIVAULT_S3_ENCRYPTION=sse-kms needs per-tenant KMS keys: set PHIVAULT_KEY_PROVIDER=aws-kms, "
+                "or PHIVAULT_S3_ENCRYPTION=envelope"
+            )
         return self
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def listen_host(self) -> str:
+        return self.api_host or ("0.0.0.0" if self.is_production else "127.0.0.1")  # noqa: S104 - a container's API
+
+    @property
+    def effective_s3_encryption(self) -> Literal["envelope", "sse-kms"]:
+        """`sse-kms` only where S3 itself can use the tenant's KMS key: AWS, with the aws-kms provider."""
+        if self.s3_encryption is not None:
+            return self.s3_encryption
+        on_aws = self.s3_endpoint_url is None or (urlsplit(self.s3_endpoint_url).hostname or "").endswith(
+            ".amazonaws.com"
+        )
+        return "sse-kms" if on_aws and self.key_provider == "aws-kms" else "envelope"
+
+
+TLS_SSLMODES = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _requires_tls(url: str) -> bool:
+    """Whether a PostgreSQL URL insists on TLS (`sslmode=require|verify-ca|verify-full`, or asyncpg's `ssl=`)."""
+    query = parse_qs(urlsplit(url).query)
+    modes = query.get("sslmode", []) + query.get("ssl", [])
+    return any(mode in TLS_SSLMODES or mode == "true" for mode in modes)
 
 
 @lru_cache(maxsize=1)
