@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
 # `make lock` refreshes every pin; `make lock LOCK_ARGS=` only adds what pyproject.toml newly asks for.
 LOCK_ARGS ?= --upgrade
 
@@ -21,12 +22,17 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
+# Two locks from one resolution: requirements-runtime.lock (what the image installs) first, then
+# requirements.lock (runtime + dev tools, what make install installs) constrained to the same pins.
 # Needs only the tools already in the old lock (pip-tools), not an install that matches pyproject.toml.
+PIP_COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-find-links --no-emit-index-url
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra dev --generate-hashes --allow-unsafe --strip-extras \
-		--no-emit-find-links --no-emit-index-url --constraint constraints.txt --output-file $(LOCK) pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --constraint constraints.txt --output-file $(RUNTIME_LOCK) pyproject.toml
+	$(PIP_COMPILE) $(LOCK_ARGS) --extra dev --constraint constraints.txt --constraint $(RUNTIME_LOCK) \
+		--output-file $(LOCK) pyproject.toml
 
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/phivault up

@@ -47,3 +47,16 @@ def test_nothing_is_installed_beyond_the_lock_and_the_project() -> None:
 def test_torch_is_the_cpu_build_named_in_the_constraints() -> None:
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text()
     assert locked()["torch"] == "2.13.0+cpu"
+
+
+def test_the_runtime_lock_is_the_same_resolution() -> None:
+    """The image installs requirements-runtime.lock: every one of its pins is the one the suite ran with."""
+    runtime: dict[str, str] = {}
+    for line in (ROOT / "requirements-runtime.lock").read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            runtime[canonicalize_name(match[1])] = match[2]
+    full = locked()
+    assert {"celery", "torch", "sentence-transformers"} <= set(runtime)
+    assert {"pytest", "mypy", "moto"}.isdisjoint(runtime)
+    assert {name: version for name, version in runtime.items() if full.get(name) != version} == {}
