@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +20,7 @@ from core.runtime import Services, resolve_services
 from core.security import TokenVerifier
 from core.settings import Settings, get_settings
 from core.storage import object_store_from_settings
+from embeddings.sentence_transformer import warm_embedder
 from ingest.queue import TaskQueue
 
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 keys=keys,
                 store=object_store_from_settings(settings, keys),
                 enqueue=queue.enqueue,
+                embedder=asyncio.create_task(asyncio.to_thread(warm_embedder, settings)),
             )
             yield
         finally:

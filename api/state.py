@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from core.runtime import Services
 from core.security import TokenVerifier
 from core.settings import Settings
 from core.storage import ObjectStore
+from embeddings.base import Embedder
 
 
 @dataclass
@@ -26,3 +28,5 @@ class AppState:
     keys: KeyProvider
     store: ObjectStore
     enqueue: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]]
+    embedder: asyncio.Future[Embedder]
+    """The model, loaded and warmed in the background from start-up; `/readyz` is green only once it is done."""

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
@@ -62,8 +63,26 @@ def create_engine(url: URL, settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "phivault"}},
+        connect_args=connect_args(settings),
     )
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg connection arguments; behind PgBouncer (transaction mode) no prepared statement outlives its query.
+
+    PgBouncer hands each transaction to any server connection, so a statement prepared and
+    cached on one may be missing, or clash by name, on the next: both caches are off and
+    every statement gets a unique name. `tenant_session` needs nothing more, because its
+    `set_config(..., true)` lasts exactly one transaction, which PgBouncer never splits.
+    """
+    args: dict[str, Any] = {"server_settings": {"application_name": "phivault"}}
+    if settings.db_pgbouncer:
+        args.update(
+            statement_cache_size=0,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=lambda: f"__asyncpg_{uuid.uuid4()}__",
+        )
+    return args
 
 
 class Database:

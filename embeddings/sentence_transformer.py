@@ -186,3 +186,13 @@ def _cached_embedder(model: str, device: str | None, batch_size: int) -> Sentenc
 def get_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (loaded once per model, device and batch size)."""
     return _cached_embedder(settings.embedding_model, settings.embedding_device, settings.embedding_batch_size)
+
+
+WARM_UP_TEXT = "warm-up"
+
+
+def warm_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder, after one query has run through it (the first encode is the slow one)."""
+    embedder = get_embedder(settings)
+    embedder.embed_query(WARM_UP_TEXT)
+    return embedder

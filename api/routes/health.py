@@ -35,6 +35,15 @@ async def _broker_check(state: AppState) -> str:
     return "ok"
 
 
+def _embedder_check(state: AppState) -> str:
+    if not state.embedder.done():
+        return "loading"
+    if state.embedder.cancelled():
+        return "unavailable (cancelled)"
+    failure = state.embedder.exception()
+    return "ok" if failure is None else f"unavailable ({type(failure).__name__})"
+
+
 async def _run_check(check: Any, state: AppState) -> str:
     try:
         return str(await asyncio.wait_for(check(state), CHECK_TIMEOUT_SECONDS))
@@ -44,10 +53,10 @@ async def _run_check(check: Any, state: AppState) -> str:
 
 @router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Database reachable with migrations at head, broker reachable."""
+    """Database reachable with migrations at head, broker reachable, embedding model loaded and warm."""
     state: AppState = request.app.state.phivault
     database, broker = await asyncio.gather(_run_check(_database_check, state), _run_check(_broker_check, state))
-    checks = {"database": database, "broker": broker}
+    checks = {"database": database, "broker": broker, "embedder": _embedder_check(state)}
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         status_code=200 if ready else 503, content={"status": "ready" if ready else "unavailable", "checks": checks}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
 from api.context import TenantScope, tenant_scope
-from embeddings.sentence_transformer import get_embedder
 from search.schemas import SearchRequest, SearchResponse
 from search.service import search
 
@@ -20,6 +18,6 @@ Readers = Annotated[TenantScope, Depends(tenant_scope("admin", "member", "viewer
 @router.post("", response_model=SearchResponse)
 async def search_documents(scope: Readers, body: SearchRequest) -> SearchResponse:
     settings = scope.state.settings
-    embedder = await asyncio.to_thread(get_embedder, settings)  # loaded once per process
+    embedder = await scope.state.embedder  # loaded and warmed once, at start-up
     async with scope.transaction() as tx:
         return await search(tx, embedder, body, settings)

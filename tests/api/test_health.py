@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,11 +30,38 @@ async def test_healthz(settings: Settings, services: Services) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_readyz_when_database_and_broker_are_up(settings: Settings, services: Services) -> None:
-    async with client_for(settings, services) as client:
+async def ready_response(client: httpx.AsyncClient, seconds: float = 180) -> httpx.Response:
+    """Poll /readyz until it is 200 or the deadline passes (the model loads in the background)."""
+    deadline = time.monotonic() + seconds
+    while True:
         response = await client.get("/readyz")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        assert response.json()["checks"]["embedder"] == "loading", response.json()
+        await asyncio.sleep(0.2)
+
+
+async def test_readyz_when_database_broker_and_model_are_up(settings: Settings, services: Services) -> None:
+    async with client_for(settings, services) as client:
+        response = await ready_response(client)
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok", "embedder": "ok"}}
+
+
+async def test_readyz_waits_for_a_model_that_is_still_loading(settings: Settings, services: Services) -> None:
+    app = create_app(settings, services)
+    async with app.router.lifespan_context(app):
+        state = app.state.phivault
+        loaded = state.embedder
+        state.embedder = asyncio.get_running_loop().create_future()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            loading = await client.get("/readyz")
+            state.embedder.set_result(await loaded)
+            ready = await client.get("/readyz")
+    assert loading.status_code == 503
+    assert loading.json()["checks"]["embedder"] == "loading"
+    assert ready.status_code == 200
 
 
 async def test_readyz_is_503_when_the_broker_is_down(settings: Settings, services: Services) -> None:
