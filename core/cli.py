@@ -24,6 +24,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+GRACEFUL_SHUTDOWN_SECONDS = 25
+"""How long the API lets in-flight requests finish after SIGTERM (platforms SIGKILL after ~30 s)."""
+
 HostOption = Annotated[str | None, typer.Option(help="Interface to listen on (default PHIVAULT_API_HOST).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default PHIVAULT_API_PORT).")]
 
@@ -55,6 +58,8 @@ def _serve(settings: Settings, services: Services, host: str | None, port: int |
         log_config=None,  # keep our JSON logging
         proxy_headers=False,  # the client address is PHIVault's decision (PHIVAULT_TRUSTED_PROXIES)
         access_log=False,  # one request line comes from our middleware, without query strings
+        # SIGTERM: stop accepting, let in-flight requests finish (within the platform's drain window), exit.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
@@ -138,9 +143,12 @@ def up(host: HostOption = None, port: PortOption = None) -> None:
             child.send_signal(signal.SIGTERM)
         for child in children:
             try:
-                child.wait(timeout=20)
+                child.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+        if services.embedded_redis is not None:  # PostgreSQL stops by itself with the last process using it
+            services.embedded_redis.stop()
 
 
 tenant_app = typer.Typer(help="Manage tenants (platform operations).", no_args_is_help=True)
@@ -176,6 +184,13 @@ def token(
     from core.security import ROLES, mint_token
 
     settings = _settings()
+    if settings.is_production:
+        typer.echo(
+            "phivault: refusing to mint a token in production: tokens come from your identity provider "
+            "(PHIVAULT_JWKS_URL) or are signed with PHIVAULT_JWT_SECRET by your own issuer",
+            err=True,
+        )
+        raise typer.Exit(2)
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
     tenant_id = _uuid(tenant) if tenant else None

@@ -8,8 +8,10 @@ and every directory above it must therefore be traversable by that user.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,22 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"unix://{self.socket_file}"
+
+    def stop(self, timeout: float = 30) -> None:
+        """Shut the server down (saving its data) and wait for it to exit, whoever else is connected."""
+        import psutil
+        import redis
+
+        pid = self.client.pid
+        try:
+            self.client.shutdown(save=True, now=True, force=True)
+        except redis.RedisError:
+            log.warning("embedded Redis did not accept SHUTDOWN; terminating it", extra={"pid": pid})
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+        if pid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).wait(timeout=timeout)
 
 
 def start_redis(data_dir: Path) -> EmbeddedRedis:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -85,3 +88,77 @@ def test_api_refuses_to_start_as_the_owner(cli_env: dict[str, str]) -> None:
     )
     assert api.returncode != 0
     assert "refusing to run as database role 'postgres'" in api.stderr
+
+
+def test_token_is_refused_in_a_valid_production_configuration(cli_env: dict[str, str]) -> None:
+    strong = "p" * 40
+    env = dict(
+        cli_env,
+        PHIVAULT_ENV="production",
+        PHIVAULT_JWT_SECRET=strong,
+        PHIVAULT_APP_DB_PASSWORD=strong,
+        PHIVAULT_MASTER_KEY=strong,
+        PHIVAULT_METRICS_TOKEN=strong,
+        PHIVAULT_ALLOW_LOCAL_STORAGE="true",
+        PHIVAULT_DB_ALLOW_PLAINTEXT="true",
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "core.cli", "token", "--role", "platform_admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "refusing to mint a token in production" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert refused.stdout == ""
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    status = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
+            if status == 200:
+                return status
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    return status
+
+
+def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
+    """`make run` then Ctrl-C (or a supervisor's SIGINT): the API, worker, beat, Redis and PostgreSQL all exit."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "PORT")}
+    port = _free_port()
+    data_dir = tmp_path / "data"
+    env.update(PHIVAULT_DATA_DIR=str(data_dir), PHIVAULT_API_PORT=str(port), HF_HUB_OFFLINE="1")
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        assert _wait_ready(port, up, seconds=300) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+        started = {p.pid for p in psutil.Process(up.pid).children(recursive=True)} | {up.pid}
+        redis_pids = {p.pid for p in psutil.process_iter(["name"]) if "redis-server" in (p.info["name"] or "")}
+        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        owned_redis = {pid for pid in redis_pids if Path(psutil.Process(pid).cwd()) == data_dir.resolve()}
+        assert owned_redis, "the embedded redis-server was not found"
+
+        os.kill(up.pid, signal.SIGINT)  # to `up` alone: what it started must be stopped by `up` itself
+        up.wait(timeout=180)
+        deadline = time.monotonic() + 60
+        alive = started | owned_redis | {postmaster}
+        while time.monotonic() < deadline:
+            alive = {pid for pid in alive if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"}
+            if not alive:
+                break
+            time.sleep(0.2)
+        assert alive == set(), [psutil.Process(pid).cmdline() for pid in alive if psutil.pid_exists(pid)]
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+        log.close()
