@@ -72,3 +72,32 @@ async def test_tenant_id_must_be_a_uuid(db: Database) -> None:
     with pytest.raises(TypeError):
         async with tenant_session("00000000-0000-0000-0000-000000000000"):  # type: ignore[arg-type]
             pass
+
+
+async def test_pgbouncer_mode_leaves_no_prepared_statement_on_the_server(
+    services: Services, settings: Settings, make_tenant: TenantFactory
+) -> None:
+    """Transaction pooling hands each transaction to any server connection: nothing may be prepared and kept."""
+    tenants = [(await make_tenant()).id, (await make_tenant()).id]
+
+    async def prepared_after_sessions(pgbouncer: bool) -> list[str]:
+        engine = create_engine(services.app_url, settings.model_copy(update={"db_pgbouncer": pgbouncer}))
+        database = Database(engine)
+        try:
+            for i in range(6):
+                async with database.tenant_session(tenants[i % 2]) as session:
+                    rows = (await session.execute(text("SELECT id FROM tenants WHERE id = :t"), {"t": tenants[i % 2]}))
+                    assert list(rows.scalars()) == [tenants[i % 2]]
+                    assert await session.scalar(text("SELECT current_setting('app.tenant_id')")) == str(tenants[i % 2])
+            async with engine.connect() as conn:
+                names = await conn.scalars(text("SELECT name FROM pg_prepared_statements WHERE name <> ''"))
+                return list(names)
+        finally:
+            await engine.dispose()
+
+    cached = await prepared_after_sessions(pgbouncer=False)
+    assert len(cached) >= 3  # by default each connection keeps its statements for reuse
+    uncached = await prepared_after_sessions(pgbouncer=True)
+    # At most the statement that is asking, under a name no other connection can ever use.
+    assert len(uncached) <= 1
+    assert all(name.startswith("__asyncpg_") and len(name) > 40 for name in uncached), uncached
