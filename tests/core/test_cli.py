@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -161,4 +162,8 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait()
+        for process in psutil.process_iter(["name"]):  # redis-server runs in a session of its own
+            with contextlib.suppress(psutil.Error):
+                if "redis-server" in (process.info["name"] or "") and process.cwd().startswith(str(data_dir.resolve())):
+                    process.kill()
         log.close()
