@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import asyncpg
@@ -14,18 +15,29 @@ from sqlalchemy.engine import URL
 from core.db import to_libpq_url
 from core.settings import APP_ROLE
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+MIGRATIONS_PACKAGE = "migrations"
+"""Found by name where it is installed (a checkout or the wheel), not imported: its env.py loads the models."""
 
 
-def alembic_config(owner_url: URL) -> Config:
-    config = Config(str(ALEMBIC_INI))
-    config.attributes["url"] = owner_url.render_as_string(hide_password=False)
+def migrations_dir() -> Path:
+    spec = importlib.util.find_spec(MIGRATIONS_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"the {MIGRATIONS_PACKAGE!r} package is not installed")
+    return Path(spec.origin).parent
+
+
+def alembic_config(owner_url: URL | None = None) -> Config:
+    """What `alembic.ini` gives the alembic command line, built here so that an installed wheel needs no file."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    if owner_url is not None:
+        config.attributes["url"] = owner_url.render_as_string(hide_password=False)
     return config
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError("no migrations found")
     return head
