@@ -51,16 +51,47 @@ def downgrade(owner_url: URL, revision: str) -> None:
     command.downgrade(alembic_config(owner_url), revision)
 
 
+_FORBIDDEN_ATTRIBUTES = {
+    "rolsuper": "SUPERUSER",
+    "rolbypassrls": "BYPASSRLS",
+    "rolcreatedb": "CREATEDB",
+    "rolcreaterole": "CREATEROLE",
+    "rolinherit": "INHERIT",
+    "rolreplication": "REPLICATION",
+}
+"""pg_roles columns that must be false for the runtime role, and the attribute each one is."""
+
+
 async def _enable_app_login(owner_url: URL, password: str) -> None:
+    """Let the runtime role log in with `password`, and take away any attribute it must not have.
+
+    Only attributes that are actually set are named: on PostgreSQL 16+ a non-superuser owner with
+    CREATEROLE (RDS, Azure, Cloud SQL, Supabase, Neon) may not even state `NOSUPERUSER`,
+    `NOBYPASSRLS` or `NOREPLICATION`, whatever the role's current value.
+    """
     conn = await asyncpg.connect(to_libpq_url(owner_url))
     try:
+        facts = await conn.fetchrow(
+            "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolinherit, rolreplication "
+            "FROM pg_roles WHERE rolname = $1",
+            APP_ROLE,
+        )
+        if facts is None:
+            raise RuntimeError(f"role {APP_ROLE!r} does not exist: the first migration creates it")
+        removals = " ".join(f"NO{attribute}" for column, attribute in _FORBIDDEN_ATTRIBUTES.items() if facts[column])
         statement = await conn.fetchval(
-            "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L NOSUPERUSER NOBYPASSRLS NOCREATEDB "
-            "NOCREATEROLE NOINHERIT NOREPLICATION', $1::text, $2::text)",
+            "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L ' || $3::text, $1::text, $2::text)",
             APP_ROLE,
             password,
+            removals,
         )
-        await conn.execute(statement)
+        try:
+            await conn.execute(statement)
+        except asyncpg.InsufficientPrivilegeError as exc:
+            raise RuntimeError(
+                f"the owner in DATABASE_URL may not change role {APP_ROLE!r} ({removals or 'LOGIN, PASSWORD'}): "
+                f"grant it CREATEROLE, or have a superuser run: ALTER ROLE {APP_ROLE} {removals or 'LOGIN'}"
+            ) from exc
     finally:
         await conn.close()
 
