@@ -1,15 +1,17 @@
 """Object storage for uploaded documents, always encrypted with the tenant's key (architecture invariant 6).
 
-Objects live at ``tenants/<tenant_id>/documents/<document_id>`` (`object_key`) in either store.
+Objects live at ``tenants/<tenant_id>/documents/<document_id>`` (`object_key`) in every store. How the bytes are
+encrypted is separate from where they live:
 
-`S3Store` (any S3-compatible endpoint) uses SSE-KMS with the tenant's own KMS key, an S3 Bucket Key, and the
-encryption context ``{"tenant_id", "document_id"}``. Reads check that S3 reports the tenant's key.
+* **Envelope** (`LocalEncryptedStore` on disk, `S3EnvelopeStore` in any S3-compatible bucket): PHIVault encrypts
+  the object itself, in the format below (`EnvelopeSealer` writes it, `open_envelope` reads it). A fresh data key
+  per object comes from the `KeyProvider` (wrapped by the tenant key, bound to tenant and document), and the content
+  is a sequence of AES-256-GCM segments, so objects of any size stream in constant memory. The bucket only ever
+  holds ciphertext; S3 writes carry no SSE headers (a bucket's default encryption, if any, still applies).
+* **SSE-KMS** (`S3Store`, AWS S3): S3 encrypts with the tenant's own KMS key, an S3 Bucket Key, and the
+  encryption context ``{"tenant_id", "document_id"}``. Reads check that S3 reports the tenant's key.
 
-`LocalEncryptedStore` does envelope encryption itself: a fresh data key per object (from the `KeyProvider`, wrapped
-by the tenant key and bound to tenant and document), and the content as a sequence of AES-256-GCM segments so that
-files of any size stream in constant memory.
-
-Local file format, version 1 (all integers big-endian)::
+Envelope format, version 1 (all integers big-endian)::
 
     header   magic            4 bytes   b"PHV1"
              wrapped_len      2 bytes   uint16, length of the wrapped data key
@@ -23,10 +25,10 @@ object is one empty final segment. The associated data of segment *i* is::
 
     tenant_id.bytes (16) || document_id.bytes (16) || i as uint64 (8) || final flag (1: 0x01 last, 0x00 otherwise)
 
-The reader derives *i* from the position and the final flag from "this segment ends at end of file", so a file
-copied under another tenant's or document's path, segments reordered, dropped, duplicated or appended, or a
-truncated file all fail authentication with `DecryptionError`. Files are written to a temporary file in the same
-directory and published with `os.replace`; files are 0600 and directories 0700.
+The reader derives *i* from the position and the final flag from "nothing follows this segment", so an object
+copied under another tenant's or document's key, segments reordered, dropped, duplicated or appended, or a
+truncated object all fail authentication with `DecryptionError`. Local files are written to a temporary file in
+the same directory and published with `os.replace`; files are 0600 and directories 0700.
 
 Decryption is streamed: a tampered segment raises in the middle of `iter_plaintext`, after earlier segments were
 yielded. Consumers that must not act on partial data (the API streaming a download) treat an exception during
@@ -36,15 +38,17 @@ iteration as a failed read.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import struct
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Final, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Protocol
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -64,7 +68,9 @@ from core.keys import (
 )
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
 
     from core.settings import Settings
 
@@ -72,6 +78,8 @@ MIB: Final = 1024 * 1024
 SEGMENT_SIZE: Final = MIB
 DEFAULT_CHUNK_SIZE: Final = MIB
 S3_MULTIPART_CHUNK_SIZE: Final = 8 * MIB
+S3_ENVELOPE_PARTS_IN_MEMORY: Final = 4
+"""Envelope uploads stream (ciphertext is made while it is sent); this bounds the parts s3transfer holds in memory."""
 
 MAGIC: Final = b"PHV1"
 _WRAPPED_LEN: Final = struct.Struct(">H")
@@ -125,7 +133,15 @@ class ObjectStore(Protocol):
     def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool: ...
 
 
-def _read_full(source: IO[bytes], size: int) -> bytes:
+class ByteSource(Protocol):
+    """What an envelope is read from: a local file or an S3 response body."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def _read_full(source: ByteSource, size: int) -> bytes:
     """Read exactly `size` bytes, fewer only at end of file (raw and socket-like files may return short reads)."""
     parts: list[bytes] = []
     remaining = size
@@ -138,13 +154,134 @@ def _read_full(source: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
+def _check_chunk_size(chunk_size: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+
+
+# --- the envelope format -------------------------------------------------------------------------------------------
+
+
 def _segment_aad(tenant_id: uuid.UUID, document_id: uuid.UUID, index: int, final: bool) -> bytes:
     return tenant_id.bytes + document_id.bytes + _SEGMENT_INDEX.pack(index) + (b"\x01" if final else b"\x00")
 
 
-def _check_chunk_size(chunk_size: int) -> None:
-    if chunk_size <= 0:
-        raise ValueError("chunk_size must be positive")
+class EnvelopeSealer:
+    """Encrypts one object into the envelope format under a fresh data key, generated when the sealer is made."""
+
+    def __init__(self, keys: KeyProvider, tenant: TenantKeyRef, document_id: uuid.UUID) -> None:
+        data_key = keys.generate_data_key(tenant, document_id)
+        if len(data_key.wrapped) > 0xFFFF:
+            raise ValueError("wrapped data key too long for the envelope header")
+        self._aead = AESGCM(data_key.plaintext)
+        self._header = MAGIC + _WRAPPED_LEN.pack(len(data_key.wrapped)) + data_key.wrapped
+        self._tenant_id = tenant.tenant_id
+        self._document_id = document_id
+        self.plaintext_size = 0
+        """Plaintext bytes sealed so far; the object's size once `chunks` is exhausted."""
+
+    def chunks(self, source: ByteSource) -> Iterator[bytes]:
+        """The header, then one sealed segment per `SEGMENT_SIZE` of `source`, read from its current position."""
+        yield self._header
+        index = 0
+        current = _read_full(source, SEGMENT_SIZE)
+        while True:
+            following = _read_full(source, SEGMENT_SIZE) if len(current) == SEGMENT_SIZE else b""
+            final = not following
+            nonce = os.urandom(NONCE_BYTES)
+            sealed = self._aead.encrypt(nonce, current, _segment_aad(self._tenant_id, self._document_id, index, final))
+            self.plaintext_size += len(current)
+            yield _SEGMENT_LEN.pack(NONCE_BYTES + len(sealed)) + nonce + sealed
+            if final:
+                return
+            current = following
+            index += 1
+
+
+def open_envelope(
+    source: ByteSource,
+    keys: KeyProvider,
+    tenant: TenantKeyRef,
+    document_id: uuid.UUID,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Iterator[bytes]:
+    """The plaintext of the envelope in `source`, in chunks of at most `chunk_size` bytes; takes over `source`.
+
+    The header is read and the data key unwrapped now, so a foreign or damaged object fails at the call rather than
+    at the first chunk; the segments are decrypted as they are consumed. `source` is closed when the iterator
+    finishes, is closed, or this call fails.
+    """
+    try:
+        _check_chunk_size(chunk_size)
+        header = _read_full(source, len(MAGIC) + _WRAPPED_LEN.size)
+        if len(header) != len(MAGIC) + _WRAPPED_LEN.size or header[: len(MAGIC)] != MAGIC:
+            raise DecryptionError(f"document {document_id}: not a PHIVault v1 object")
+        (wrapped_len,) = _WRAPPED_LEN.unpack(header[len(MAGIC) :])
+        wrapped = _read_full(source, wrapped_len)
+        if len(wrapped) != wrapped_len:
+            raise DecryptionError(f"document {document_id}: truncated header")
+        data_key = keys.unwrap_data_key(tenant, document_id, wrapped)
+    except BaseException:
+        source.close()
+        raise
+    return _open_segments(source, AESGCM(data_key), tenant.tenant_id, document_id, chunk_size)
+
+
+def _open_segments(
+    source: ByteSource, aead: AESGCM, tenant_id: uuid.UUID, document_id: uuid.UUID, chunk_size: int
+) -> Iterator[bytes]:
+    with closing(source):
+        index = 0
+        prefix = _read_full(source, _SEGMENT_LEN.size)
+        while True:
+            if len(prefix) != _SEGMENT_LEN.size:
+                raise DecryptionError(f"document {document_id}: truncated (segment {index} missing)")
+            (length,) = _SEGMENT_LEN.unpack(prefix)
+            if not _MIN_SEGMENT <= length <= _MAX_SEGMENT:
+                raise DecryptionError(f"document {document_id}: bad length of segment {index}")
+            body = _read_full(source, length)
+            if len(body) != length:
+                raise DecryptionError(f"document {document_id}: truncated (segment {index} cut short)")
+            # Look ahead one length prefix: the segment is final exactly when nothing follows it.
+            prefix = _read_full(source, _SEGMENT_LEN.size)
+            final = not prefix
+            aad = _segment_aad(tenant_id, document_id, index, final)
+            try:
+                plaintext = aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], aad)
+            except InvalidTag:
+                raise DecryptionError(f"document {document_id}: segment {index} failed authentication") from None
+            for start in range(0, len(plaintext), chunk_size):
+                yield plaintext[start : start + chunk_size]
+            if final:
+                return
+            index += 1
+
+
+class _ChunkStream(io.RawIOBase):
+    """A read-only, non-seekable file over an iterator of byte strings (ciphertext made while it is uploaded)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        with memoryview(buffer) as target:
+            count = min(len(target), len(self._pending))
+            target[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+# --- local files ---------------------------------------------------------------------------------------------------
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -156,7 +293,7 @@ def _fsync_dir(directory: Path) -> None:
 
 
 class LocalEncryptedStore:
-    """Encrypted files under `root`, one per object (format in the module docstring)."""
+    """Envelope-encrypted files under `root`, one per object (format in the module docstring)."""
 
     def __init__(self, root: Path, keys: KeyProvider) -> None:
         self.root = root
@@ -181,31 +318,15 @@ class LocalEncryptedStore:
     def put(self, tenant: TenantKeyRef, document_id: uuid.UUID, source: BinaryIO) -> StoredObject:
         key = object_key(tenant.tenant_id, document_id)
         path = self.root / key
-        data_key = self.keys.generate_data_key(tenant, document_id)
-        if len(data_key.wrapped) > 0xFFFF:
-            raise ValueError("wrapped data key too long for the file header")
-        aead = AESGCM(data_key.plaintext)
+        sealer = EnvelopeSealer(self.keys, tenant, document_id)
         self._ensure_dir(path.parent)
         source.seek(0)
         fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-", suffix=".tmp")  # 0600, O_EXCL
         temp = Path(temp_name)
-        size = 0
         try:
             with os.fdopen(fd, "wb") as out:
-                out.write(MAGIC + _WRAPPED_LEN.pack(len(data_key.wrapped)) + data_key.wrapped)
-                index = 0
-                current = _read_full(source, SEGMENT_SIZE)
-                while True:
-                    following = _read_full(source, SEGMENT_SIZE) if len(current) == SEGMENT_SIZE else b""
-                    final = not following
-                    nonce = os.urandom(NONCE_BYTES)
-                    sealed = aead.encrypt(nonce, current, _segment_aad(tenant.tenant_id, document_id, index, final))
-                    out.write(_SEGMENT_LEN.pack(NONCE_BYTES + len(sealed)) + nonce + sealed)
-                    size += len(current)
-                    if final:
-                        break
-                    current = following
-                    index += 1
+                for chunk in sealer.chunks(source):
+                    out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(temp, path)
@@ -213,65 +334,18 @@ class LocalEncryptedStore:
             temp.unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
-        return StoredObject(key=key, size_bytes=size, kms_key_id=tenant.kms_key_id)
+        return StoredObject(key=key, size_bytes=sealer.plaintext_size, kms_key_id=tenant.kms_key_id)
 
     def iter_plaintext(
         self, tenant: TenantKeyRef, document_id: uuid.UUID, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> Iterator[bytes]:
-        # Open and unwrap eagerly so a missing object or a foreign key fails at the call, not at the first chunk.
         _check_chunk_size(chunk_size)
         path = self._path(tenant.tenant_id, document_id)
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+            handle = open(path, "rb")  # noqa: SIM115 - open_envelope closes it
         except FileNotFoundError:
             raise ObjectNotFoundError(f"no object {object_key(tenant.tenant_id, document_id)}") from None
-        try:
-            total = os.fstat(handle.fileno()).st_size
-            header = _read_full(handle, len(MAGIC) + _WRAPPED_LEN.size)
-            if len(header) != len(MAGIC) + _WRAPPED_LEN.size or header[: len(MAGIC)] != MAGIC:
-                raise DecryptionError(f"document {document_id}: not a PHIVault v1 object")
-            (wrapped_len,) = _WRAPPED_LEN.unpack(header[len(MAGIC) :])
-            wrapped = _read_full(handle, wrapped_len)
-            if len(wrapped) != wrapped_len:
-                raise DecryptionError(f"document {document_id}: truncated header")
-            data_key = self.keys.unwrap_data_key(tenant, document_id, wrapped)
-        except BaseException:
-            handle.close()
-            raise
-        return self._segments(handle, total, AESGCM(data_key), tenant.tenant_id, document_id, chunk_size)
-
-    @staticmethod
-    def _segments(
-        handle: IO[bytes],
-        total: int,
-        aead: AESGCM,
-        tenant_id: uuid.UUID,
-        document_id: uuid.UUID,
-        chunk_size: int,
-    ) -> Iterator[bytes]:
-        with handle:
-            index = 0
-            while True:
-                prefix = _read_full(handle, _SEGMENT_LEN.size)
-                if len(prefix) != _SEGMENT_LEN.size:
-                    raise DecryptionError(f"document {document_id}: truncated (segment {index} missing)")
-                (length,) = _SEGMENT_LEN.unpack(prefix)
-                if not _MIN_SEGMENT <= length <= _MAX_SEGMENT:
-                    raise DecryptionError(f"document {document_id}: bad length of segment {index}")
-                body = _read_full(handle, length)
-                if len(body) != length:
-                    raise DecryptionError(f"document {document_id}: truncated (segment {index} cut short)")
-                final = handle.tell() == total
-                aad = _segment_aad(tenant_id, document_id, index, final)
-                try:
-                    plaintext = aead.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], aad)
-                except InvalidTag:
-                    raise DecryptionError(f"document {document_id}: segment {index} failed authentication") from None
-                for start in range(0, len(plaintext), chunk_size):
-                    yield plaintext[start : start + chunk_size]
-                if final:
-                    return
-                index += 1
+        return open_envelope(handle, self.keys, tenant, document_id, chunk_size)
 
     def read(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bytes:
         return b"".join(self.iter_plaintext(tenant, document_id))
@@ -281,6 +355,9 @@ class LocalEncryptedStore:
 
     def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
         return self._path(tenant_id, document_id).is_file()
+
+
+# --- S3 ------------------------------------------------------------------------------------------------------------
 
 
 def _enable_bucket_key(params: dict[str, Any], **_: Any) -> None:
@@ -297,10 +374,40 @@ def _client_error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-class S3Store:
+class _S3Objects:
+    """What both S3 stores share: one bucket, objects at `object_key`, multipart above `multipart_threshold`."""
+
+    def __init__(self, client: S3Client, bucket: str, keys: KeyProvider, multipart_threshold: int = 8 * MIB) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.keys = keys
+        self.multipart_threshold = multipart_threshold
+
+    def _get(self, key: str) -> GetObjectOutputTypeDef:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _client_error_code(error) in ("NoSuchKey", "404"):
+                raise ObjectNotFoundError(f"no object {key}") from None
+            raise
+
+    def delete(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=object_key(tenant_id, document_id))
+
+    def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=object_key(tenant_id, document_id))
+        except ClientError as error:
+            if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+
+class S3Store(_S3Objects):
     """SSE-KMS objects in one bucket, each under its tenant's KMS key with context {tenant_id, document_id}.
 
-    `keys` is not used for the content (S3 encrypts it); it is kept so both stores are built the same way.
+    `keys` is not used for the content (S3 encrypts it); it is kept so every store is built the same way.
     The constructor registers a request hook on `client` that adds `BucketKeyEnabled` to its SSE-KMS writes.
     """
 
@@ -311,10 +418,7 @@ class S3Store:
         keys: KeyProvider,
         multipart_threshold: int = 8 * MIB,
     ) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.keys = keys
-        self.multipart_threshold = multipart_threshold
+        super().__init__(client, bucket, keys, multipart_threshold)
         for operation in ("PutObject", "CreateMultipartUpload"):
             client.meta.events.register(
                 f"before-parameter-build.s3.{operation}",
@@ -368,12 +472,7 @@ class S3Store:
         _check_chunk_size(chunk_size)
         kms_key_id = self._kms_key_id(tenant)
         key = object_key(tenant.tenant_id, document_id)
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as error:
-            if _client_error_code(error) in ("NoSuchKey", "404"):
-                raise ObjectNotFoundError(f"no object {key}") from None
-            raise
+        response = self._get(key)
         body = response["Body"]
         try:
             self._check_encryption(kms_key_id, key, response)
@@ -392,17 +491,37 @@ class S3Store:
     def read(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bytes:
         return b"".join(self.iter_plaintext(tenant, document_id))
 
-    def delete(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=object_key(tenant_id, document_id))
 
-    def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=object_key(tenant_id, document_id))
-        except ClientError as error:
-            if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+class S3EnvelopeStore(_S3Objects):
+    """Envelope-encrypted objects (the format in the module docstring) in any S3-compatible bucket.
+
+    PHIVault encrypts with the tenant's key from `keys` (local or KMS), so the bucket needs no KMS support and only
+    ever receives ciphertext. Writes send no SSE headers. Both directions stream: the ciphertext is made while it is
+    uploaded (multipart above `multipart_threshold`, at most `S3_ENVELOPE_PARTS_IN_MEMORY` parts buffered), and
+    decrypted while it is downloaded.
+    """
+
+    def put(self, tenant: TenantKeyRef, document_id: uuid.UUID, source: BinaryIO) -> StoredObject:
+        key = object_key(tenant.tenant_id, document_id)
+        sealer = EnvelopeSealer(self.keys, tenant, document_id)
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=S3_MULTIPART_CHUNK_SIZE
+        )
+        config.max_in_memory_upload_chunks = S3_ENVELOPE_PARTS_IN_MEMORY  # an s3transfer setting, no boto3 keyword
+        source.seek(0)
+        with io.BufferedReader(_ChunkStream(sealer.chunks(source)), buffer_size=SEGMENT_SIZE) as ciphertext:
+            self.client.upload_fileobj(ciphertext, self.bucket, key, Config=config)
+        return StoredObject(key=key, size_bytes=sealer.plaintext_size, kms_key_id=tenant.kms_key_id)
+
+    def iter_plaintext(
+        self, tenant: TenantKeyRef, document_id: uuid.UUID, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> Iterator[bytes]:
+        _check_chunk_size(chunk_size)
+        response = self._get(object_key(tenant.tenant_id, document_id))
+        return open_envelope(response["Body"], self.keys, tenant, document_id, chunk_size)
+
+    def read(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bytes:
+        return b"".join(self.iter_plaintext(tenant, document_id))
 
 
 def s3_client(settings: Settings) -> S3Client:
@@ -412,10 +531,16 @@ def s3_client(settings: Settings) -> S3Client:
 
 
 def object_store_from_settings(settings: Settings, keys: KeyProvider) -> ObjectStore:
+    """The store for `PHIVAULT_STORAGE` and, with `s3`, for the effective `PHIVAULT_S3_ENCRYPTION`."""
     if settings.storage == "local":
         return LocalEncryptedStore(settings.data_dir / "objects", keys)
     if not settings.s3_bucket:
         raise ValueError("PHIVAULT_S3_BUCKET is required when PHIVAULT_STORAGE=s3")
+    if settings.effective_s3_encryption == "envelope":
+        return S3EnvelopeStore(s3_client(settings), settings.s3_bucket, keys)
     if keys.name != "aws-kms":
-        raise ValueError("PHIVAULT_STORAGE=s3 encrypts with per-tenant KMS keys: set PHIVAULT_KEY_PROVIDER=aws-kms")
+        raise ValueError(
+            "PHIVAULT_S3_ENCRYPTION=sse-kms encrypts with per-tenant KMS keys: set PHIVAULT_KEY_PROVIDER=aws-kms, "
+            "or PHIVAULT_S3_ENCRYPTION=envelope"
+        )
     return S3Store(s3_client(settings), settings.s3_bucket, keys)

@@ -1,13 +1,18 @@
-"""The HTTP app in S3 mode (moto): per-tenant KMS keys, SSE-KMS objects under each tenant's own key (invariant 6).
+"""The HTTP app in S3 mode (moto), objects always under each tenant's own key (invariant 6).
 
-The app is a dedicated instance with `storage="s3"` and `key_provider="aws-kms"`, started through its real
-lifespan inside `moto.mock_aws()` and served over ASGI, against the session's embedded PostgreSQL as `phivault_app`.
+Two dedicated instances, each started through its real lifespan inside `moto.mock_aws()` and served over ASGI,
+against the session's embedded PostgreSQL as `phivault_app`:
+
+* `s3_mode`: `storage="s3"`, `key_provider="aws-kms"` on AWS, so SSE-KMS under per-tenant KMS keys;
+* `envelope_mode`: `storage="s3"`, `key_provider="local"`, so PHIVault's own envelope encryption (as on Railway's
+  buckets, MinIO or R2) and a bucket that only ever sees ciphertext.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from api.state import AppState
 from core.db import Database, get_database, install_database
-from core.keys import DecryptionError, KmsKeyProvider, TenantKeyRef, encryption_context, kms_alias
+from core.keys import DecryptionError, KmsKeyProvider, LocalKeyProvider, TenantKeyRef, encryption_context, kms_alias
 from core.runtime import Services
 from core.settings import Settings
-from core.storage import MIB, S3Store, object_key
+from core.storage import MIB, S3EnvelopeStore, S3Store, object_key
+from ingest.processing import process_document
 from tests.harness import AWS_REGION, Tokens, audit_actions, upload
+from tests.ingest.test_reembed import HashEmbedder
 
 REGION = AWS_REGION
 BUCKET = "phivault-test"
@@ -66,19 +73,14 @@ def _installed_database() -> Database | None:
         return None
 
 
-@pytest.fixture
-async def s3_mode(aws: None, settings: Settings, services: Services) -> AsyncIterator[S3Mode]:
+@asynccontextmanager
+async def running_app(settings: Settings, services: Services, **update: Any) -> AsyncIterator[S3Mode]:
+    """The app with `storage="s3"`, the moto bucket and `update` applied to the session's settings."""
     s3: S3Client = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=BUCKET)
     kms: KMSClient = boto3.client("kms", region_name=REGION)
     s3_settings = settings.model_copy(
-        update={
-            "storage": "s3",
-            "key_provider": "aws-kms",
-            "s3_bucket": BUCKET,
-            "s3_endpoint_url": None,
-            "aws_region": REGION,
-        }
+        update={"storage": "s3", "s3_bucket": BUCKET, "s3_endpoint_url": None, "aws_region": REGION, **update}
     )
     app = create_app(s3_settings, services)
     # The lifespan installs its database as the process database and uninstalls it on exit; put back whatever the
@@ -87,9 +89,6 @@ async def s3_mode(aws: None, settings: Settings, services: Services) -> AsyncIte
     try:
         async with app.router.lifespan_context(app):
             state: AppState = app.state.phivault
-            assert isinstance(state.keys, KmsKeyProvider)
-            assert isinstance(state.store, S3Store)
-            assert state.store.bucket == BUCKET
             enqueued: list[tuple[uuid.UUID, uuid.UUID]] = []
 
             # Record instead of sending to the shared Redis: the session's local-storage worker must not pick up
@@ -104,6 +103,26 @@ async def s3_mode(aws: None, settings: Settings, services: Services) -> AsyncIte
                 yield S3Mode(http=http, state=state, s3=s3, kms=kms, enqueued=enqueued)
     finally:
         install_database(previous)
+
+
+@pytest.fixture
+async def s3_mode(aws: None, settings: Settings, services: Services) -> AsyncIterator[S3Mode]:
+    async with running_app(settings, services, key_provider="aws-kms", s3_encryption=None) as mode:
+        assert isinstance(mode.state.keys, KmsKeyProvider)
+        assert isinstance(mode.state.store, S3Store)
+        assert mode.state.store.bucket == BUCKET
+        yield mode
+
+
+@pytest.fixture
+async def envelope_mode(aws: None, settings: Settings, services: Services) -> AsyncIterator[S3Mode]:
+    """Local key provider and S3: the envelope store is chosen by default (no PHIVAULT_S3_ENCRYPTION)."""
+    async with running_app(settings, services, key_provider="local", s3_encryption=None) as mode:
+        assert mode.state.settings.effective_s3_encryption == "envelope"
+        assert isinstance(mode.state.keys, LocalKeyProvider)
+        assert isinstance(mode.state.store, S3EnvelopeStore)
+        assert mode.state.store.bucket == BUCKET
+        yield mode
 
 
 async def create_tenant(mode: S3Mode, tokens: Tokens) -> dict[str, Any]:
@@ -295,3 +314,84 @@ async def test_another_tenants_token_cannot_download_the_document(
     allowed = await s3_mode.http.get(f"/v1/documents/{document_id}/content", headers=tokens.headers("member", tenant_a))
     assert allowed.status_code == 200, allowed.text
     assert allowed.content == content
+
+
+async def test_envelope_mode_upload_process_download_with_only_ciphertext_in_the_bucket(
+    envelope_mode: S3Mode, tokens: Tokens, owner_engine: AsyncEngine
+) -> None:
+    mode = envelope_mode
+    sent: list[dict[str, Any]] = []
+    store = mode.state.store
+    assert isinstance(store, S3EnvelopeStore)
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        store.client.meta.events.register(
+            f"before-parameter-build.s3.{operation}", lambda params, **_: sent.append(dict(params))
+        )
+    tenants = [await create_tenant(mode, tokens), await create_tenant(mode, tokens)]
+    assert [tenant["kms_key_id"] for tenant in tenants] == [None, None]  # tenant keys wrapped by the master key
+    sizes = [BIG_UPLOAD_BYTES, 4096]  # tenant A's upload goes up in parts, tenant B's in one PutObject
+
+    uploaded: list[tuple[uuid.UUID, uuid.UUID, bytes]] = []
+    for tenant, size in zip(tenants, sizes, strict=True):
+        tenant_id = uuid.UUID(tenant["id"])
+        content = clinical_text(tenant_id, size)
+        response = await upload(mode.http, tokens.headers("member", tenant_id), content, filename="visit.txt")
+        assert response.status_code == 202, response.text
+        assert response.json()["size_bytes"] == size
+        uploaded.append((tenant_id, uuid.UUID(response.json()["id"]), content))
+    assert mode.enqueued == [(tenant_id, document_id) for tenant_id, document_id, _ in uploaded]
+    assert len(sent) == 2
+    assert not {"ServerSideEncryption", "SSEKMSKeyId", "SSEKMSEncryptionContext"} & {k for p in sent for k in p}
+
+    for tenant_id, document_id, content in uploaded:
+        key = object_key(tenant_id, document_id)
+        head = mode.s3.head_object(Bucket=BUCKET, Key=key)
+        assert head.get("ServerSideEncryption") != "aws:kms"
+        assert "SSEKMSKeyId" not in head
+        assert head["ETag"].endswith('-2"') is (len(content) > 8 * MIB), head["ETag"]
+        blob = mode.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert blob.startswith(b"PHV1")
+        assert len(blob) > len(content)
+        assert str(tenant_id).encode() not in blob  # every line of the plaintext names the tenant
+        assert SENTENCE.encode()[:40] not in blob
+
+        async with owner_engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT storage_key, kms_key_id FROM documents WHERE id = :id"), {"id": document_id}
+                )
+            ).one()
+        assert row.storage_key == key
+        assert row.kms_key_id is None
+
+        download = await mode.http.get(
+            f"/v1/documents/{document_id}/content", headers=tokens.headers("member", tenant_id)
+        )
+        assert download.status_code == 200, download.text
+        assert download.content == content
+
+    # The worker's pipeline, in process, reads the same objects: B's small note becomes ready.
+    tenant_b, document_b, _ = uploaded[1]
+    result = await process_document(
+        mode.state.database, store, HashEmbedder(), mode.state.settings, tenant_b, document_b
+    )
+    assert result == "ready"
+    status = await mode.http.get(f"/v1/documents/{document_b}", headers=tokens.headers("member", tenant_b))
+    assert status.json()["status"] == "ready", status.text
+    assert status.json()["chunk_count"] >= 1
+
+    # A's ciphertext planted at B's second document's key: B's tenant key cannot open it, the document fails.
+    tenant_a, document_a, _ = uploaded[0]
+    note = b"tenant b's second note\n"
+    response = await upload(mode.http, tokens.headers("member", tenant_b), note)
+    assert response.status_code == 202, response.text
+    planted = uuid.UUID(response.json()["id"])
+    mode.s3.copy_object(
+        Bucket=BUCKET,
+        Key=object_key(tenant_b, planted),
+        CopySource={"Bucket": BUCKET, "Key": object_key(tenant_a, document_a)},
+    )
+    result = await process_document(mode.state.database, store, HashEmbedder(), mode.state.settings, tenant_b, planted)
+    assert result == "failed"
+    failed = await mode.http.get(f"/v1/documents/{planted}", headers=tokens.headers("member", tenant_b))
+    assert failed.json()["error_code"] == "integrity_error", failed.text

@@ -1,4 +1,4 @@
-"""Object stores: the local segmented AES-GCM envelope format and SSE-KMS on S3 (moto)."""
+"""Object stores: the segmented AES-GCM envelope format on disk and on S3, and SSE-KMS on S3 (moto)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from core.storage import (
     SEGMENT_SIZE,
     LocalEncryptedStore,
     ObjectNotFoundError,
+    ObjectStore,
+    S3EnvelopeStore,
     S3Store,
     StorageEncryptionError,
     object_key,
@@ -65,7 +67,7 @@ def random_file(directory: Path, size: int) -> tuple[Path, bytes]:
     return path, data
 
 
-def put_bytes(store: LocalEncryptedStore | S3Store, tenant: TenantKeyRef, document_id: uuid.UUID, data: bytes) -> int:
+def put_bytes(store: ObjectStore, tenant: TenantKeyRef, document_id: uuid.UUID, data: bytes) -> int:
     return store.put(tenant, document_id, io.BytesIO(data)).size_bytes
 
 
@@ -386,11 +388,146 @@ def test_s3_missing_delete_and_key_requirements(kms_keys: KmsKeyProvider, s3_sto
         put_bytes(s3_store, no_kms, document_id, b"content")
 
 
+# --- S3 with envelope encryption (moto) ----------------------------------------------------------------------------
+
+
+SSE_PARAMS = ("ServerSideEncryption", "SSEKMSKeyId", "SSEKMSEncryptionContext", "BucketKeyEnabled")
+
+
+@pytest.fixture(params=["local", "aws-kms"])
+def any_keys(request: pytest.FixtureRequest, kms: KMSClient) -> KeyProvider:
+    """Each key provider in turn: envelope mode works with both."""
+    if request.param == "local":
+        return LocalKeyProvider(os.urandom(KEY_BYTES))
+    return KmsKeyProvider(kms)
+
+
+@pytest.fixture
+def envelope_store(s3: S3Client, any_keys: KeyProvider) -> S3EnvelopeStore:
+    return S3EnvelopeStore(s3, BUCKET, any_keys)
+
+
+def stored_bytes(s3: S3Client, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=object_key(tenant_id, document_id))["Body"].read()
+
+
+@pytest.mark.parametrize("size", [0, 5000, 9 * MIB + 123])
+def test_s3_envelope_round_trip_stores_only_ciphertext(
+    tmp_path: Path, s3: S3Client, any_keys: KeyProvider, envelope_store: S3EnvelopeStore, size: int
+) -> None:
+    sent: dict[str, list[dict[str, Any]]] = {"PutObject": [], "CreateMultipartUpload": [], "UploadPart": []}
+    for operation, requests in sent.items():
+        s3.meta.events.register(
+            f"before-parameter-build.s3.{operation}",
+            lambda params, requests=requests, **_: requests.append(dict(params)),
+        )
+    tenant = any_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    path, data = random_file(tmp_path, size)
+    with path.open("rb") as source:
+        source.read(10)  # put stores the whole file whatever the position
+        stored = envelope_store.put(tenant, document_id, source)
+
+    assert stored.key == object_key(tenant.tenant_id, document_id)
+    assert stored.size_bytes == size
+    assert stored.kms_key_id == tenant.kms_key_id
+    assert envelope_store.exists(tenant.tenant_id, document_id)
+    assert envelope_store.read(tenant, document_id) == data
+    chunks = list(envelope_store.iter_plaintext(tenant, document_id, chunk_size=256 * 1024))
+    assert all(0 < len(chunk) <= 256 * 1024 for chunk in chunks)
+    assert b"".join(chunks) == data
+
+    # The bucket holds the envelope format: ciphertext segments, none of the plaintext, no SSE-KMS.
+    blob = stored_bytes(s3, tenant.tenant_id, document_id)
+    assert len(segment_spans(blob)) == max(1, -(-size // SEGMENT_SIZE))
+    for start in range(0, max(size - 64, 0), MIB // 2):
+        assert data[start : start + 64] not in blob
+    head = s3.head_object(Bucket=BUCKET, Key=stored.key)
+    assert head.get("ServerSideEncryption") != "aws:kms"
+    assert "SSEKMSKeyId" not in head
+    multipart = size > 8 * MIB
+    assert head["ETag"].endswith('-2"') is multipart, head["ETag"]
+    writes = sent["CreateMultipartUpload"] if multipart else sent["PutObject"]
+    assert len(writes) == 1
+    assert len(sent["UploadPart"]) == (2 if multipart else 0)
+    for params in writes:
+        assert not set(SSE_PARAMS) & set(params)
+
+    # It is the very format of the local store: the same bytes decrypt there with the same keys.
+    local = LocalEncryptedStore(tmp_path / "objects", any_keys)
+    target = local.root / stored.key
+    target.parent.mkdir(parents=True)
+    target.write_bytes(blob)
+    assert local.read(tenant, document_id) == data
+
+
+def test_s3_envelope_copy_under_another_tenant_or_document_fails(
+    s3: S3Client, any_keys: KeyProvider, envelope_store: S3EnvelopeStore
+) -> None:
+    tenant_a = any_keys.provision_tenant_key(uuid.uuid4())
+    tenant_b = any_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    data = os.urandom(2 * MIB + 5)
+    stored = envelope_store.put(tenant_a, document_id, io.BytesIO(data))
+
+    other_document = uuid.uuid4()
+    for tenant, target_document in ((tenant_b, document_id), (tenant_a, other_document)):
+        target = object_key(tenant.tenant_id, target_document)
+        s3.copy_object(Bucket=BUCKET, Key=target, CopySource={"Bucket": BUCKET, "Key": stored.key})
+        with pytest.raises(DecryptionError, match=f"data key of document {target_document}"):
+            envelope_store.read(tenant, target_document)
+        with pytest.raises(DecryptionError):
+            envelope_store.iter_plaintext(tenant, target_document)  # fails at the call, before any chunk
+
+    # A's object at A's path does not open with another tenant's key either.
+    if isinstance(any_keys, LocalKeyProvider):
+        foreign = TenantKeyRef(tenant_a.tenant_id, None, tenant_b.wrapped_key)
+        with pytest.raises(DecryptionError, match=f"tenant {tenant_a.tenant_id} key"):
+            envelope_store.read(foreign, document_id)
+    assert envelope_store.read(tenant_a, document_id) == data
+
+
+def test_s3_envelope_tampering_missing_and_delete(s3: S3Client, local_keys: LocalKeyProvider) -> None:
+    store = S3EnvelopeStore(s3, BUCKET, local_keys)
+    tenant = local_keys.provision_tenant_key(uuid.uuid4())
+    document_id = uuid.uuid4()
+    data = os.urandom(3 * MIB + 1000)
+    put_bytes(store, tenant, document_id, data)
+    key = object_key(tenant.tenant_id, document_id)
+    blob = stored_bytes(s3, tenant.tenant_id, document_id)
+
+    s3.put_object(Bucket=BUCKET, Key=key, Body=swap_segments(blob, segment_spans(blob)))
+    received: list[bytes] = []
+    with pytest.raises(DecryptionError, match="segment 1"):
+        for chunk in store.iter_plaintext(tenant, document_id):
+            received.append(chunk)
+    assert b"".join(received) == data[:SEGMENT_SIZE]
+    for edit in (drop_last_segment, cut_last_segment, flip_a_bit, bad_magic):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=edit(blob, segment_spans(blob)))
+        with pytest.raises(DecryptionError):
+            store.read(tenant, document_id)
+
+    store.delete(tenant.tenant_id, document_id)
+    store.delete(tenant.tenant_id, document_id)
+    assert not store.exists(tenant.tenant_id, document_id)
+    with pytest.raises(ObjectNotFoundError):
+        store.iter_plaintext(tenant, document_id)
+    with pytest.raises(ValueError, match="chunk_size"):
+        store.iter_plaintext(tenant, document_id, chunk_size=0)
+
+
 # --- factory -------------------------------------------------------------------------------------------------------
 
 
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"storage": "local", "s3_bucket": None, "s3_endpoint_url": None, **overrides}
+    values: dict[str, Any] = {
+        "storage": "local",
+        "s3_bucket": None,
+        "s3_endpoint_url": None,
+        "s3_encryption": None,
+        "key_provider": "local",
+        **overrides,
+    }
     return Settings(env="development", data_dir=tmp_path, database_url=None, redis_url=None, **values)
 
 
@@ -398,17 +535,34 @@ def test_object_store_from_settings(tmp_path: Path, aws: None, local_keys: Local
     local = object_store_from_settings(settings_for(tmp_path), local_keys)
     assert isinstance(local, LocalEncryptedStore)
     assert local.root == tmp_path / "objects"
+    assert local.keys is local_keys
 
     with pytest.raises(ValueError, match="PHIVAULT_S3_BUCKET"):
         object_store_from_settings(settings_for(tmp_path, storage="s3"), local_keys)
-    with pytest.raises(ValueError, match="PHIVAULT_KEY_PROVIDER"):
-        object_store_from_settings(settings_for(tmp_path, storage="s3", s3_bucket=BUCKET), local_keys)
 
     kms_keys: KeyProvider = KmsKeyProvider(boto3.client("kms", region_name=REGION))
-    remote = object_store_from_settings(
-        settings_for(tmp_path, storage="s3", s3_bucket=BUCKET, s3_endpoint_url="http://minio.internal:9000"),
-        kms_keys,
-    )
-    assert isinstance(remote, S3Store)
-    assert remote.bucket == BUCKET
-    assert remote.client.meta.endpoint_url == "http://minio.internal:9000"
+    minio = "http://minio.internal:9000"
+    s3 = {"storage": "s3", "s3_bucket": BUCKET}
+    # (settings, keys) -> the store, and whether it goes to the custom endpoint.
+    cases: list[tuple[dict[str, Any], KeyProvider, type[S3Store | S3EnvelopeStore], str | None]] = [
+        ({}, local_keys, S3EnvelopeStore, None),  # local keys: envelope, even on AWS
+        ({"s3_endpoint_url": minio}, local_keys, S3EnvelopeStore, minio),  # Railway, MinIO, R2...
+        ({"s3_encryption": "envelope"}, local_keys, S3EnvelopeStore, None),
+        ({"key_provider": "aws-kms"}, kms_keys, S3Store, None),  # AWS with KMS keys: SSE-KMS by default
+        ({"key_provider": "aws-kms", "s3_encryption": "envelope"}, kms_keys, S3EnvelopeStore, None),
+        ({"key_provider": "aws-kms", "s3_endpoint_url": minio}, kms_keys, S3EnvelopeStore, minio),
+        ({"key_provider": "aws-kms", "s3_endpoint_url": minio, "s3_encryption": "sse-kms"}, kms_keys, S3Store, minio),
+    ]
+    for overrides, keys, expected, endpoint in cases:
+        store = object_store_from_settings(settings_for(tmp_path, **s3, **overrides), keys)
+        assert type(store) is expected, overrides
+        assert isinstance(store, S3Store | S3EnvelopeStore)
+        assert store.bucket == BUCKET
+        assert store.keys is keys
+        assert store.client.meta.endpoint_url == (endpoint or "https://s3.amazonaws.com"), overrides
+
+    # SSE-KMS needs KMS tenant keys, whatever the settings say about the provider.
+    with pytest.raises(ValueError, match="PHIVAULT_KEY_PROVIDER=aws-kms"):
+        object_store_from_settings(
+            settings_for(tmp_path, **s3, key_provider="aws-kms", s3_encryption="sse-kms"), local_keys
+        )
