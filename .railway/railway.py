@@ -3,7 +3,9 @@
 `api`, `worker` and `beat` build this repository's Dockerfile; `postgres` runs pgvector/pgvector:pg17 on a volume;
 `redis` is Railway's Redis and `bucket` a Railway storage bucket. The four secrets are the environment's shared
 variables, referenced as `${{shared.NAME}}`: Railway's IaC references shared variables but does not create them, so
-set them once (the template generates them; see docs/DEPLOY.md section 3).
+set them once (the template generates them; see docs/DEPLOY.md section 3). Likewise `POSTGRES_PASSWORD` is
+`preserve()`d: template functions such as `secret()` run only when a template is deployed, and a password that
+changed on every apply would no longer match the database's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from railway_sdk import (  # type: ignore[import-untyped]
     bucket,
     define_railway,
     image,
+    preserve,
     project,
     redis,
     service,
@@ -24,7 +27,6 @@ from railway_sdk import (  # type: ignore[import-untyped]
 )
 
 SHARED_SECRETS = ("PHIVAULT_JWT_SECRET", "PHIVAULT_APP_DB_PASSWORD", "PHIVAULT_METRICS_TOKEN", "PHIVAULT_MASTER_KEY")
-ALPHANUMERIC = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 DOCKERFILE_BUILD = {"builder": "DOCKERFILE", "dockerfilePath": "Dockerfile"}
 RESTART = {"restartPolicyType": "ON_FAILURE", "restartPolicyMaxRetries": 10}
 
@@ -60,7 +62,7 @@ def main(ctx: RailwayContext) -> Project:
         volumeMounts={"/var/lib/postgresql/data": postgres_data},
         variables={
             "POSTGRES_USER": "postgres",
-            "POSTGRES_PASSWORD": f'${{{{secret(32, "{ALPHANUMERIC}")}}}}',
+            "POSTGRES_PASSWORD": preserve(),
             "POSTGRES_DB": "railway",
             "PGDATA": "/var/lib/postgresql/data/pgdata",
             "DATABASE_URL": (

@@ -35,6 +35,10 @@ def _substitute(value: str, references: dict[str, dict[str, str]], where: str) -
         except KeyError:
             raise KeyError(f"{where}: unknown reference ${{{{{service}.{name}}}}}") from None
 
+    if "${{" in _REFERENCE.sub("", value):
+        # A function other than secret(length, "alphabet"), or a same-service `${{VAR}}`: not what an
+        # application service's variables may hold, so refuse it rather than pass it on verbatim.
+        raise ValueError(f"{where}: a template expression other than secret(), service.VAR or shared.VAR")
     return _REFERENCE.sub(one, value)
 
 
@@ -42,7 +46,8 @@ def resolve_variables(template: dict[str, Any], references: dict[str, dict[str, 
     """Each application service's variables as Railway would set them.
 
     Shared secrets are generated once and are the same in every service; `${{service.VAR}}` comes from `references`
-    (e.g. `{"postgres": {"DATABASE_URL": ...}}`), `${{shared.VAR}}` from the generated shared variables.
+    (e.g. `{"postgres": {"DATABASE_URL": ...}}`), `${{shared.VAR}}` from the generated shared variables. A reference
+    that neither holds raises `KeyError`; any other `${{...}}` raises `ValueError`.
     """
     shared = {name: _generate_secrets(value) for name, value in template.get("sharedVariables", {}).items()}
     known = {**references, "shared": shared}

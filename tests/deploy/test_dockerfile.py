@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+from typing import Any
 
 import pytest
 import typer
 
 from core.cli import app
-from tests.deploy.template import ROOT
+from tests.deploy.template import APP_SERVICES, ROOT, load_template
 
 DOCKERFILE = ROOT / "Dockerfile"
 DESCRIPTORS = [ROOT / "Dockerfile", ROOT / "template.json", *sorted((ROOT / "railway").glob("*.json"))]
-SECRET_NAME = re.compile(r"JWT_SECRET|MASTER_KEY|PASSWORD|TOKEN|SECRET_ACCESS_KEY")
+SECRET_NAME = re.compile(r"SECRET|MASTER_KEY|PASSWORD|TOKEN|ACCESS_KEY|DATABASE_URL|REDIS_URL")
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -41,16 +44,72 @@ def _cli_commands(group: typer.Typer) -> set[str]:
     return names
 
 
+def _parse(command_line: list[str]) -> str:
+    """Parse a `phivault ...` command line with the real CLI, without running it; its command path.
+
+    Subcommands are resolved group by group and the last one parses its options and arguments, so an unknown
+    command, an unknown option or a missing argument raises (a `typer.TyperException`).
+    """
+    program, *rest = command_line
+    assert program == "phivault", command_line
+    command: Any = typer.main.get_command(app)
+    parent, name = None, program
+    while hasattr(command, "resolve_command"):  # a group: the next word names one of its commands
+        assert rest, f"{command_line}: no command"
+        parent = command.context_class(command, info_name=name, parent=parent)
+        name, command, rest = command.resolve_command(parent, rest)
+    path: str = command.make_context(name, rest, parent=parent).command_path
+    return path
+
+
+def _deploy_commands(deploy: dict[str, Any]) -> list[list[str]]:
+    pre_deploy = deploy.get("preDeployCommand", [])
+    lines = [deploy["startCommand"], *([pre_deploy] if isinstance(pre_deploy, str) else pre_deploy)]
+    return [shlex.split(line) for line in lines]
+
+
+def _command_lines() -> dict[str, list[list[str]]]:
+    """Every command line the deploy descriptors run, by where it is written."""
+    template = load_template()
+    found = {
+        f"template.json {service}": _deploy_commands(template["services"][service]["deploy"])
+        for service in APP_SERVICES
+    }
+    for path in sorted((ROOT / "railway").glob("*.json")):
+        found[f"railway/{path.name}"] = _deploy_commands(json.loads(path.read_text())["deploy"])
+    cmds = [args for keyword, args in _final_stage() if keyword == "CMD"]
+    found["Dockerfile CMD"] = [json.loads(cmds[-1])]
+    return found
+
+
+def test_every_command_the_deployment_runs_parses() -> None:
+    lines = _command_lines()
+    assert {where for where in lines if where.startswith("railway/")} == {f"railway/{s}.json" for s in APP_SERVICES}
+    paths = {_parse(line) for command_lines in lines.values() for line in command_lines}
+    assert paths == {"phivault api", "phivault worker", "phivault beat", "phivault migrate"}
+
+
 def test_every_phivault_command_named_exists() -> None:
+    """Prose too: each `phivault <command>` the descriptors mention (comments included) is a real command."""
     available = _cli_commands(app)
     named = {(path.name, match) for path in DESCRIPTORS for match in re.findall(r"\bphivault (\w+)", path.read_text())}
-    named |= {(DOCKERFILE.name, match) for match in re.findall(r'"phivault",\s*"(\w+)"', DOCKERFILE.read_text())}
     assert {command for _, command in named} >= {"api", "worker", "beat", "migrate"}
     assert {(where, command) for where, command in named if command not in available} == set()
 
 
-def test_cli_command_check_can_fail() -> None:
-    assert "deploy" not in _cli_commands(app)
+@pytest.mark.parametrize(
+    ("command_line", "error"),
+    [
+        ("phivault deploy", "No such command"),
+        ("phivault api --workers 4", "No such option"),
+        ("phivault api --port http", "valid integer"),
+        ("phivault tenant create", "Missing"),
+        ("phivault audit check --tenant x", "No such command"),
+    ],
+)
+def test_command_check_can_fail(command_line: str, error: str) -> None:
+    with pytest.raises(typer.TyperException, match=error):
+        _parse(shlex.split(command_line))
 
 
 def test_final_stage_runs_as_a_fixed_non_root_user() -> None:
@@ -88,14 +147,41 @@ def test_healthcheck_asks_readyz() -> None:
     assert "PORT" in checks[0]
 
 
-@pytest.mark.parametrize("keyword", ["ARG", "ENV"])
-def test_no_secret_is_baked_in(keyword: str) -> None:
-    for instruction, args in _instructions(DOCKERFILE.read_text()):
-        if instruction != keyword:
-            continue
-        for name, value in re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?", args):
-            if SECRET_NAME.search(name.upper()):
-                assert not value, f"{keyword} {name} has a value in the image"
+def _assignments(args: str) -> list[tuple[str, str]]:
+    """The (name, value) pairs of an ARG or ENV: `A=1 B=2`, a bare `ARG NAME`, or the legacy `ENV NAME value`."""
+    words = shlex.split(args)
+    if "=" not in words[0]:
+        return [(words[0], " ".join(words[1:]))]
+    return [(name, value) for name, _, value in (word.partition("=") for word in words)]
+
+
+def _baked_secrets(dockerfile: str) -> list[str]:
+    return [
+        f"{keyword} {name}"
+        for keyword, args in _instructions(dockerfile)
+        if keyword in ("ARG", "ENV")
+        for name, value in _assignments(args)
+        if SECRET_NAME.search(name.upper()) and value
+    ]
+
+
+@pytest.mark.parametrize(
+    ("instruction", "baked"),
+    [
+        ("ENV PHIVAULT_JWT_SECRET=x", True),
+        ("ENV PHIVAULT_MASTER_KEY abc", True),
+        ('ARG PHIVAULT_APP_DB_PASSWORD="p w"', True),
+        ("ENV HF_HUB_OFFLINE=1 DATABASE_URL=postgresql://u:p@db/x", True),
+        ("ARG PHIVAULT_METRICS_TOKEN", False),
+        ("ENV HF_HUB_OFFLINE=1 PHIVAULT_DATA_DIR=/var/lib/phivault", False),
+    ],
+)
+def test_secret_check_can_fail(instruction: str, baked: bool) -> None:
+    assert bool(_baked_secrets(instruction)) is baked
+
+
+def test_no_secret_is_baked_in() -> None:
+    assert _baked_secrets(DOCKERFILE.read_text()) == []
 
 
 def test_no_compilers_in_the_final_stage() -> None:

@@ -134,15 +134,28 @@ def _iac_graph() -> dict[str, Any]:
     return graph
 
 
+PRESERVED = "<preserve()>"
+
+
 def _iac_variable(node: dict[str, Any]) -> str:
-    """An SDK variable node written the way template.json writes it."""
+    """An SDK variable node written the way template.json writes it; `preserve()` as `PRESERVED`."""
     if node["type"] == "literal":
         value: str = node["value"]
         return value
     if node["type"] == "reference":
         return f"${{{{{node['resource'].split('.', 1)[1]}.{node['output']}}}}}"
+    if node["type"] == "preserve":
+        return PRESERVED
     assert node["type"] == "sharedReference", node
     return f"${{{{shared.{node['name']}}}}}"
+
+
+def _as_iac_writes_it(variables: dict[str, str]) -> dict[str, str]:
+    """template.json's variables with every generated one (`${{secret(...)}}`) as IaC must write it: preserved.
+
+    Template functions run only when a template is deployed; IaC keeps the value that deployment generated.
+    """
+    return {name: PRESERVED if "${{secret(" in value else value for name, value in variables.items()}
 
 
 def test_railway_iac_describes_the_same_project() -> None:
@@ -163,9 +176,9 @@ def test_railway_iac_describes_the_same_project() -> None:
     assert [mount["mountPath"] for mount in postgres["volumeAttachments"].values()] == [
         template["services"]["postgres"]["volume"]["mountPath"]
     ]
-    assert {name: _iac_variable(value) for name, value in postgres["variables"].items()} == template["services"][
-        "postgres"
-    ]["variables"]
+    assert {name: _iac_variable(value) for name, value in postgres["variables"].items()} == _as_iac_writes_it(
+        template["services"]["postgres"]["variables"]
+    )
     assert resources["redis"]["engine"] == "redis"
     assert resources["redis"]["defaultMountPath"] == template["services"]["redis"]["volume"]["mountPath"]
     assert resources["bucket"]["type"] == "bucket"
@@ -209,6 +222,16 @@ def test_resolve_variables_names_an_unknown_reference() -> None:
     references = {name: values for name, values in RAILWAY_REFERENCES.items() if name != "redis"}
     with pytest.raises(KeyError, match=r"REDIS_URL.*redis\.REDIS_URL"):
         resolve_variables(load_template(), references)
+
+
+@pytest.mark.parametrize(
+    "value", ["${{secret()}}", "${{secret(32)}}", "${{RAILWAY_PRIVATE_DOMAIN}}:5432", "${{ randomInt() }}"]
+)
+def test_resolve_variables_refuses_what_it_cannot_resolve(value: str) -> None:
+    template = load_template()
+    template["services"]["beat"]["variables"]["PHIVAULT_EXTRA"] = value
+    with pytest.raises(ValueError, match=r"beat\.PHIVAULT_EXTRA"):
+        resolve_variables(template, RAILWAY_REFERENCES)
 
 
 _ENVIRONMENT = (
