@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """Production only: allow `PHIVAULT_STORAGE=local` (a single machine with a persistent volume)."""
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_addressing_style: Literal["path", "virtual"] | None = None
+    """Unset: path-style for a custom endpoint, boto3's default on AWS."""
     s3_encryption: Literal["envelope", "sse-kms"] | None = None
     """How S3 objects are encrypted; unset: `sse-kms` on AWS with KMS tenant keys, else `envelope`."""
     key_provider: Literal["local", "aws-kms"] = "local"

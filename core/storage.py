@@ -525,8 +525,13 @@ class S3EnvelopeStore(_S3Objects):
 
 
 def s3_client(settings: Settings) -> S3Client:
-    """An S3 client; with a custom endpoint (MinIO, Ceph, ...) path-style addressing avoids bucket DNS names."""
-    config = Config(s3={"addressing_style": "path"}) if settings.s3_endpoint_url else None
+    """An S3 client in the configured addressing style.
+
+    Unset, a custom endpoint (MinIO, Ceph, older Railway buckets) gets path-style addressing, which needs
+    no bucket DNS names, and AWS gets boto3's default; Railway's current buckets want `virtual`.
+    """
+    style = settings.s3_addressing_style or ("path" if settings.s3_endpoint_url else None)
+    config = Config(s3={"addressing_style": style}) if style else None
     return boto3.client("s3", region_name=settings.aws_region, endpoint_url=settings.s3_endpoint_url, config=config)
 
 

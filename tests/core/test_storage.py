@@ -31,6 +31,7 @@ from core.storage import (
     StorageEncryptionError,
     object_key,
     object_store_from_settings,
+    s3_client,
 )
 from tests.harness import AWS_REGION
 
@@ -566,3 +567,17 @@ def test_object_store_from_settings(tmp_path: Path, aws: None, local_keys: Local
         object_store_from_settings(
             settings_for(tmp_path, **s3, key_provider="aws-kms", s3_encryption="sse-kms"), local_keys
         )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "style", "expected"),
+    [
+        ("http://minio.internal:9000", None, "path"),
+        ("https://storage.railway.app", "virtual", "virtual"),
+        (None, None, None),
+        (None, "path", "path"),
+    ],
+)
+def test_s3_addressing_style(tmp_path: Path, endpoint: str | None, style: str | None, expected: str | None) -> None:
+    client = s3_client(settings_for(tmp_path, s3_endpoint_url=endpoint, s3_addressing_style=style))
+    assert (client.meta.config.s3 or {}).get("addressing_style") == expected
