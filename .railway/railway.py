@@ -42,6 +42,7 @@ def _app_variables(
         "REDIS_URL": cache.env.REDIS_URL,
         "PHIVAULT_STORAGE": "s3",
         "PHIVAULT_S3_ENCRYPTION": "envelope",
+        "PHIVAULT_S3_ADDRESSING_STYLE": "virtual",
         "PHIVAULT_S3_ENDPOINT_URL": store.env.ENDPOINT,
         "PHIVAULT_S3_BUCKET": store.env.BUCKET,
         "AWS_ACCESS_KEY_ID": store.env.ACCESS_KEY_ID,
