@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 
 from api.errors import install_error_handlers
 from api.limits import UploadSizeLimitMiddleware
+from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
-from api.routes import audit, documents, health, search, tenants
+from api.routes import audit, documents, health, metrics, search, tenants
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role
 from core.keys import key_provider_from_settings
@@ -27,6 +28,7 @@ from ingest.queue import TaskQueue
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """Build the app. Services are resolved at start-up unless given (tests, `phivault up`)."""
     settings = settings or get_settings()
+    api_metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +49,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 keys=keys,
                 store=object_store_from_settings(settings, keys),
                 enqueue=queue.enqueue,
+                metrics=api_metrics,
                 embedder=asyncio.create_task(asyncio.to_thread(warm_embedder, settings)),
             )
             yield
@@ -63,9 +66,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.add_middleware(UploadSizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    api_metrics.instrument(app)  # inside the request context layer: an unhandled error is timed as a 500
     app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(tenants.router)
     app.include_router(documents.router)
     app.include_router(search.router)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from api.metrics import ApiMetrics
 from core.db import Database
 from core.keys import KeyProvider
 from core.runtime import Services
@@ -28,5 +29,6 @@ class AppState:
     keys: KeyProvider
     store: ObjectStore
     enqueue: Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]]
+    metrics: ApiMetrics
     embedder: asyncio.Future[Embedder]
     """The model, loaded and warmed in the background from start-up; `/readyz` is green only once it is done."""

@@ -102,12 +102,14 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     services = resolve_services(settings)
     _verify_runtime_role(settings, services)
     from core.celery_app import configure_celery
+    from ingest.worker_metrics import serve_worker_metrics
 
-    configure_celery(
-        services.redis_url,
-        reconcile_every=settings.reconcile_interval_seconds,
-        purge_every=settings.purge_interval_seconds,
-    ).worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"])
+    with serve_worker_metrics(settings):  # PHIVAULT_WORKER_METRICS_PORT, from this (the main) process
+        configure_celery(
+            services.redis_url,
+            reconcile_every=settings.reconcile_interval_seconds,
+            purge_every=settings.purge_interval_seconds,
+        ).worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"])
 
 
 @app.command()

@@ -26,6 +26,7 @@ from core.storage import ObjectStore
 from embeddings.base import Embedder
 from ingest.chunking import Chunk, chunk_sections
 from ingest.extract import ExtractionLimits, extract_sections
+from ingest.metrics import CHUNKS_EMBEDDED
 from ingest.repository import get_document
 from ingest.sections import ContentError
 from models.audit import Actor, write_audit_event
@@ -100,6 +101,7 @@ def prepare(
     if not chunks:
         raise ContentError("no_text", "no text could be extracted from this document")
     vectors = embedder.embed_documents([chunk.text for chunk in chunks])
+    CHUNKS_EMBEDDED.inc(len(vectors))
     return Prepared(chunks=chunks, vectors=vectors)
 
 

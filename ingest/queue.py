@@ -12,12 +12,16 @@ import logging
 import uuid
 
 from celery import Celery
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from redis.asyncio import Redis
 
 from core.celery_app import broker_url
 
 log = logging.getLogger(__name__)
 
 PROCESS_DOCUMENT_TASK = "ingest.process_document"
+QUEUE = "celery"
+"""Celery's default queue (`task_default_queue`), where every PHIVault task goes."""
 _RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
@@ -44,3 +48,16 @@ class TaskQueue:
 
     def close(self) -> None:
         self._producer.close()
+
+
+async def queue_depth(redis: Redis) -> int:
+    """Messages waiting in the queue, summed over the Redis lists kombu keeps for its priority steps.
+
+    Messages a worker has taken but not yet acknowledged are not counted.
+    """
+    lists = [QUEUE, *(f"{QUEUE}{Channel.sep}{step}" for step in PRIORITY_STEPS if step)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in lists:
+            pipe.llen(name)
+        sizes = await pipe.execute()
+    return sum(int(size) for size in sizes)

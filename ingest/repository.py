@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, and_, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from models.document import Document
 
@@ -57,3 +57,10 @@ async def list_documents(
         )
     query = query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
     return list((await session.scalars(query)).all())
+
+
+async def document_status_counts(conn: AsyncConnection) -> dict[str, int]:
+    """Live documents per status across all tenants (for `/metrics`): the one aggregate the app role may
+    read past row-level security, through `phivault_document_status_counts()` (migration 0003)."""
+    rows = await conn.execute(text("SELECT status, count FROM phivault_document_status_counts()"))
+    return {str(status): int(count) for status, count in rows}

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.settings import Settings
 from embeddings.base import Embedder
 from models.audit import ActingSession
+from search.metrics import SearchMetrics
 from search.repository import (
     Hit,
     Plan,
@@ -62,7 +63,14 @@ async def run_vector_query(
     return plan, await vector_search(session, scope, query_vector, k, plan)
 
 
-async def search(tx: ActingSession, embedder: Embedder, request: SearchRequest, settings: Settings) -> SearchResponse:
+async def search(
+    tx: ActingSession,
+    embedder: Embedder,
+    request: SearchRequest,
+    settings: Settings,
+    *,
+    metrics: SearchMetrics | None = None,
+) -> SearchResponse:
     started = time.perf_counter()
     query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
     session = tx.session
@@ -94,7 +102,7 @@ async def search(tx: ActingSession, embedder: Embedder, request: SearchRequest, 
             "chunk_ids": [str(hit.chunk_id) for hit in hits],
         },
     )
-    return SearchResponse(
-        results=[SearchResult(**hit.__dict__) for hit in hits],
-        took_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
+    took = time.perf_counter() - started
+    if metrics is not None:
+        metrics.observe(plan, request.mode, took)
+    return SearchResponse(results=[SearchResult(**hit.__dict__) for hit in hits], took_ms=round(took * 1000, 2))

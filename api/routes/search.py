@@ -20,4 +20,4 @@ async def search_documents(scope: Readers, body: SearchRequest) -> SearchRespons
     settings = scope.state.settings
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up
     async with scope.transaction() as tx:
-        return await search(tx, embedder, body, settings)
+        return await search(tx, embedder, body, settings, metrics=scope.state.metrics.search)

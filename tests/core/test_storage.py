@@ -580,4 +580,5 @@ def test_object_store_from_settings(tmp_path: Path, aws: None, local_keys: Local
 )
 def test_s3_addressing_style(tmp_path: Path, endpoint: str | None, style: str | None, expected: str | None) -> None:
     client = s3_client(settings_for(tmp_path, s3_endpoint_url=endpoint, s3_addressing_style=style))
-    assert (client.meta.config.s3 or {}).get("addressing_style") == expected
+    s3_options: dict[str, Any] = getattr(client.meta.config, "s3", None) or {}
+    assert s3_options.get("addressing_style") == expected

@@ -1,0 +1,36 @@
+"""`GET /metrics`: Prometheus text format, behind the metrics token when one is configured.
+
+Aggregates only, no tenant data, so a scrape is not audited as tenant access; a refused
+scrape answers 401 in the standard error shape and is not audited either.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.errors import APIError
+from api.metrics import METRICS_PATH
+from api.state import AppState
+from core.metrics_auth import require_metrics_token
+from core.security import AuthError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    METRICS_PATH,
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+        401: {"description": "the metrics token is configured and was not sent, or is wrong"},
+    },
+)
+async def metrics(request: Request) -> Response:
+    """Process, request, document, queue and search metrics."""
+    state: AppState = request.app.state.phivault
+    try:
+        require_metrics_token(state.settings.metrics_token, request.headers.get("authorization"))
+    except AuthError as exc:
+        raise APIError(401, exc.reason, exc.message) from exc
+    return Response(await state.metrics.render(state.database, state.redis), media_type=CONTENT_TYPE_LATEST)
