@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from core.db import to_libpq_url
+from core.db import UnsafeDatabaseRole, to_libpq_url
 from core.settings import APP_ROLE
 
 MIGRATIONS_PACKAGE = "migrations"
@@ -61,36 +61,77 @@ _FORBIDDEN_ATTRIBUTES = {
 }
 """pg_roles columns that must be false for the runtime role, and the attribute each one is."""
 
+_HOLDER_MAY_CHANGE = {
+    "rolcreatedb": "owner_createdb",
+    "rolreplication": "owner_replication",
+    "rolbypassrls": "owner_bypassrls",
+}
+"""Attributes a non-superuser (with CREATEROLE and the ADMIN option on the role) may change only if it has
+them itself (PostgreSQL 16+), and the `_ROLE_FACTS` column that says whether the owner has it. SUPERUSER
+only a superuser may change."""
+
+_ROLE_FACTS = (
+    "SELECT r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreatedb, r.rolcreaterole, r.rolinherit, r.rolreplication, "
+    "me.rolname AS owner, me.rolsuper AS owner_super, me.rolbypassrls AS owner_bypassrls, "
+    "me.rolcreatedb AS owner_createdb, me.rolreplication AS owner_replication "
+    "FROM pg_roles r, pg_roles me WHERE r.rolname = $1 AND me.rolname = current_user"
+)
+
+
+class AppRoleNotManageable(UnsafeDatabaseRole):
+    """The owner cannot turn the runtime role into a plain login role; an administrator has to step in."""
+
+
+def _attributes_beyond_owner(facts: asyncpg.Record) -> list[str]:
+    """The runtime role's forbidden attributes that this owner is not allowed to remove."""
+    if facts["owner_super"]:
+        return []
+    return [
+        attribute
+        for column, attribute in _FORBIDDEN_ATTRIBUTES.items()
+        if facts[column]
+        and (column == "rolsuper" or (column in _HOLDER_MAY_CHANGE and not facts[_HOLDER_MAY_CHANGE[column]]))
+    ]
+
 
 async def _enable_app_login(owner_url: URL, password: str) -> None:
     """Let the runtime role log in with `password`, and take away any attribute it must not have.
 
     Only attributes that are actually set are named: on PostgreSQL 16+ a non-superuser owner with
-    CREATEROLE (RDS, Azure, Cloud SQL, Supabase, Neon) may not even state `NOSUPERUSER`,
-    `NOBYPASSRLS` or `NOREPLICATION`, whatever the role's current value.
+    CREATEROLE (RDS, Azure, Cloud SQL, Supabase, Neon) may not even state `NOSUPERUSER`, and may
+    state `NOBYPASSRLS`, `NOREPLICATION` or `NOCREATEDB` only if it has that attribute itself,
+    whatever the role's current value.
     """
     conn = await asyncpg.connect(to_libpq_url(owner_url))
     try:
-        facts = await conn.fetchrow(
-            "SELECT rolsuper, rolbypassrls, rolcreatedb, rolcreaterole, rolinherit, rolreplication "
-            "FROM pg_roles WHERE rolname = $1",
-            APP_ROLE,
-        )
+        facts = await conn.fetchrow(_ROLE_FACTS, APP_ROLE)
         if facts is None:
             raise RuntimeError(f"role {APP_ROLE!r} does not exist: the first migration creates it")
-        removals = " ".join(f"NO{attribute}" for column, attribute in _FORBIDDEN_ATTRIBUTES.items() if facts[column])
+        owner = facts["owner"]
+        removals = [f"NO{attribute}" for column, attribute in _FORBIDDEN_ATTRIBUTES.items() if facts[column]]
+        beyond = _attributes_beyond_owner(facts)
+        if beyond:
+            raise AppRoleNotManageable(
+                f"role {APP_ROLE!r} has {', '.join(beyond)}, which the owner {owner!r} in DATABASE_URL may not "
+                "remove (only a superuser may change SUPERUSER; BYPASSRLS, REPLICATION and CREATEDB only a role "
+                f"that has them), and the API and workers refuse to run as such a role. Have an administrator run "
+                f"`ALTER ROLE {APP_ROLE} {' '.join(removals)}`, then run `phivault migrate` again."
+            )
         statement = await conn.fetchval(
             "SELECT format('ALTER ROLE %I WITH LOGIN PASSWORD %L ' || $3::text, $1::text, $2::text)",
             APP_ROLE,
             password,
-            removals,
+            " ".join(removals),
         )
         try:
             await conn.execute(statement)
         except asyncpg.InsufficientPrivilegeError as exc:
-            raise RuntimeError(
-                f"the owner in DATABASE_URL may not change role {APP_ROLE!r} ({removals or 'LOGIN, PASSWORD'}): "
-                f"grant it CREATEROLE, or have a superuser run: ALTER ROLE {APP_ROLE} {removals or 'LOGIN'}"
+            raise AppRoleNotManageable(
+                f"the owner {owner!r} in DATABASE_URL may not alter role {APP_ROLE!r} ({exc.message}"
+                + (f": {exc.detail}" if exc.detail else "")
+                + f"). It needs CREATEROLE and, on PostgreSQL 16+, the ADMIN option on {APP_ROLE!r}, which it has "
+                f"when it created the role itself; for a role someone else created, have an administrator run "
+                f"`GRANT {APP_ROLE} TO {owner} WITH ADMIN OPTION`, then run `phivault migrate` again."
             ) from exc
     finally:
         await conn.close()
