@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_middleware(UploadSizeLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
     api_metrics.instrument(app)  # inside the request context layer: an unhandled error is timed as a 500
-    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.trusted_proxies, hsts=settings.hsts)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

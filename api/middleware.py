@@ -6,6 +6,11 @@
 * One structured log line per request: request id, tenant id, route template, status, duration.
 * An unexpected exception becomes a JSON 500 here and is logged by type only: exception messages
   from drivers can quote row data, and the server's own traceback logging would print them.
+* A client that goes away mid-request (an upload cut off) is logged at info level as status 499,
+  the convention for "client closed request": it is not a server error.
+* Security headers on every response, here and nowhere else: nothing is cached, sniffed, framed
+  or sent as a referrer; API responses forbid every resource (`default-src 'none'`); HSTS when
+  the deployment says it is behind TLS (`PHIVAULT_HSTS=true`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("phivault.request")
@@ -26,6 +32,28 @@ REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+CLIENT_CLOSED_REQUEST = 499
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+INTERACTIVE_DOCS = ("/docs", "/redoc")
+"""HTML pages that run scripts: they keep their own policy instead of the API's `default-src 'none'`."""
+
+
+def security_headers(path: str, *, hsts: bool) -> list[tuple[bytes, bytes]]:
+    headers = list(SECURITY_HEADERS)
+    if not path.startswith(INTERACTIVE_DOCS):
+        headers.append(API_CSP)
+    if hsts:
+        headers.append(HSTS)
+    return headers
 
 
 def accept_request_id(value: str | None) -> str:
@@ -59,9 +87,10 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str] = (), *, hsts: bool = False) -> None:
         self.app = app
         self.trusted = parse_networks(trusted_proxies)
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,18 +107,23 @@ class RequestContextMiddleware:
         state["client_ip"] = client_address(peer, forwarded.decode("latin-1") if forwarded else None, self.trusted)
         status = 500
         started_response = False
+        added = [(REQUEST_ID_HEADER, request_id.encode()), *security_headers(scope["path"], hsts=self.hsts)]
+        replaced = {name for name, _ in added}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started_response
             if message["type"] == "http.response.start":
                 started_response = True
                 status = message["status"]
-                message["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER]
-                message["headers"].append((REQUEST_ID_HEADER, request_id.encode()))
+                message["headers"] = [(k, v) for k, v in message.get("headers", []) if k.lower() not in replaced]
+                message["headers"].extend(added)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED_REQUEST
+            log.info("client disconnected", extra={"request_id": request_id})
         except Exception as exc:
             log.error("unhandled error", extra={"request_id": request_id, "error_type": type(exc).__name__})
             if not started_response:

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
 
     trusted_proxies: list[str] = Field(default_factory=list)
     log_json: bool = True
+    hsts: bool = False
+    """Send `Strict-Transport-Security` (only behind TLS: browsers then refuse plain HTTP to this host)."""
 
     metrics_token: SecretStr | None = None
     """Bearer token required by `GET /metrics` (and the worker's metrics port); required in production."""

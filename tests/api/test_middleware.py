@@ -102,3 +102,91 @@ async def test_each_request_logs_one_line_with_its_context(
         "method": "GET",
     }
     assert line.__dict__["duration_ms"] >= 0
+
+
+SECURITY = {
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+async def test_every_response_carries_the_security_headers(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID
+) -> None:
+    responses = [
+        await client.get("/v1/documents", headers=tokens.headers("viewer", tenant_id)),  # PHI-bearing JSON
+        await client.post("/v1/search", json={"query": "x"}, headers=tokens.headers("viewer", tenant_id)),
+        await client.get(f"/v1/documents/{uuid.uuid4()}", headers=tokens.headers("viewer", tenant_id)),  # 404
+        await client.get("/v1/documents"),  # 401
+        await client.get("/healthz"),
+        await client.get("/no-such-route"),
+    ]
+    for response in responses:
+        assert {name: response.headers.get(name) for name in SECURITY} == SECURITY, response.request.url
+        assert "strict-transport-security" not in response.headers
+    docs = await client.get("/docs")
+    assert docs.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" not in docs.headers  # the interactive page runs its own scripts
+
+
+async def test_hsts_only_when_configured(settings: Settings, services: Services) -> None:
+    app = create_app(settings.model_copy(update={"hsts": True}), services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            response = await client.get("/healthz")
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_a_client_that_disconnects_mid_upload_is_a_499_at_info_level(
+    settings: Settings, services: Services, tokens: Tokens, tenant_id: uuid.UUID, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings, services)
+    boundary = "phivault-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode() + b"partial content " * 1000
+    messages: list[dict[str, object]] = [
+        {"type": "http.request", "body": head, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    auth = tokens.headers("member", tenant_id)["Authorization"]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/documents",
+        "raw_path": b"/v1/documents",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", auth.encode()),
+            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+            (b"content-length", b"10000000"),
+            (b"x-request-id", b"req-cut"),
+        ],
+        "client": ("127.0.0.1", 50010),
+        "server": ("127.0.0.1", 80),
+    }
+    caplog.set_level(logging.INFO, logger="phivault.request")
+    async with app.router.lifespan_context(app):
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    records = [r for r in caplog.records if r.__dict__.get("request_id") == "req-cut"]
+    assert [(r.levelname, r.getMessage()) for r in records] == [("INFO", "client disconnected"), ("INFO", "request")]
+    assert records[1].__dict__["status"] == 499
+    assert not [m for m in sent if m["type"] == "http.response.start" and m.get("status") == 500]
