@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,10 +27,11 @@ def run(args: list[str], cwd: Path | None = None) -> None:
 
 
 def build_wheel(out: Path) -> Path:
-    """The project wheel, built from a copy of the tracked sources (nothing of this checkout's state leaks in)."""
+    """The project wheel, built from a copy of what a Docker build context holds (no .venv, caches or data)."""
     source = out / "src"
     git = shutil.which("git") or "git"
-    files = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    listed = [git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]  # what `COPY . .` would see
+    files = subprocess.run(listed, cwd=ROOT, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
         target = source / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +42,29 @@ def build_wheel(out: Path) -> Path:
         cwd=source)
     (wheel,) = wheels.glob("phivault-*.whl")
     return wheel
+
+
+@contextmanager
+def interpreter_reachable_by_others() -> Iterator[None]:
+    """Let an unprivileged user run the venv's base interpreter, for as long as the block runs.
+
+    The image's Python lives in /usr/local; here the suite's may live under /root (pyenv), which no
+    other user may traverse. Directories on the interpreter's path get the traverse bit for others
+    (never read: nothing can be listed) and have their old modes back afterwards, as pgserver does
+    for the directories above its data.
+    """
+    changed: list[tuple[Path, int]] = []
+    real = Path(sys.executable).resolve()
+    for directory in [*reversed(real.parents), real.parent]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            changed.append((directory, mode))
+    try:
+        yield
+    finally:
+        for directory, mode in reversed(changed):
+            directory.chmod(stat.S_IMODE(mode))
 
 
 def install_image(root: Path) -> Path:
