@@ -129,3 +129,25 @@ async def test_verify_never_reports_an_intact_chain_broken_while_it_is_written_t
     assert written > 50  # the chain really was being written to throughout
     assert [report for report in reports if not report["valid"]] == []
     assert reports[-1]["checked"] > reports[0]["checked"]
+
+
+async def test_csv_export_neutralises_formulas_and_jsonl_stays_exact(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID
+) -> None:
+    hostile = {"=HYPERLINK(\"http://evil\")": "sub", "+1+2": "sub", "-2+3": "sub", "@SUM(A1)": "sub"}
+    for subject in hostile:
+        headers = {**tokens.headers("viewer", tenant_id, sub=subject), "User-Agent": "=cmd|' /C calc'!A0"}
+        assert (await client.get("/v1/documents", headers=headers)).status_code == 200
+    admin = tokens.headers("admin", tenant_id)
+    params = {"action": "document.listed"}
+    as_csv = await client.get("/v1/audit-logs/export", params={**params, "format": "csv"}, headers=admin)
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert sorted(row["actor_id"] for row in rows) == sorted("'" + subject for subject in hostile)
+    assert {row["user_agent"] for row in rows} == {"'=cmd|' /C calc'!A0"}
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row.values() if cell)
+
+    as_jsonl = await client.get("/v1/audit-logs/export", params={**params, "format": "jsonl"}, headers=admin)
+    events = [json.loads(line) for line in as_jsonl.text.splitlines()]
+    assert sorted(event["actor_id"] for event in events) == sorted(hostile)
+    assert {event["user_agent"] for event in events} == {"=cmd|' /C calc'!A0"}
