@@ -30,13 +30,20 @@ AWS_REGION = "us-east-1"
 NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
 
 
-@pytest.fixture(scope="session")
-async def client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def app_client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a freshly built app, its lifespan running, over ASGI from 127.0.0.1."""
     app = create_app(settings, services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             yield http
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings, services) as http:
+        yield http
 
 
 class Tokens:

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 
 from api.app import create_app
 from core.runtime import Services
 from core.settings import Settings
-
-
-@asynccontextmanager
-async def client_for(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, services)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            yield client
+from tests.harness import app_client
 
 
 async def test_healthz(settings: Settings, services: Services) -> None:
-    async with client_for(settings, services) as client:
+    async with app_client(settings, services) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
@@ -42,7 +32,7 @@ async def ready_response(client: httpx.AsyncClient, seconds: float = 180) -> htt
 
 
 async def test_readyz_when_database_broker_and_model_are_up(settings: Settings, services: Services) -> None:
-    async with client_for(settings, services) as client:
+    async with app_client(settings, services) as client:
         response = await ready_response(client)
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok", "embedder": "ok"}}
@@ -66,7 +56,7 @@ async def test_readyz_waits_for_a_model_that_is_still_loading(settings: Settings
 
 async def test_readyz_is_503_when_the_broker_is_down(settings: Settings, services: Services) -> None:
     down = Services(database=services.database, redis_url="unix:///nonexistent/redis.sock")
-    async with client_for(settings, down) as client:
+    async with app_client(settings, down) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     body = response.json()
@@ -76,7 +66,7 @@ async def test_readyz_is_503_when_the_broker_is_down(settings: Settings, service
 
 
 async def test_request_id_is_echoed_or_generated(settings: Settings, services: Services) -> None:
-    async with client_for(settings, services) as client:
+    async with app_client(settings, services) as client:
         given = await client.get("/healthz", headers={"X-Request-ID": "req-123"})
         invalid = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert given.headers["x-request-id"] == "req-123"
@@ -86,7 +76,7 @@ async def test_request_id_is_echoed_or_generated(settings: Settings, services: S
 
 
 async def test_errors_are_json_with_a_request_id(settings: Settings, services: Services) -> None:
-    async with client_for(settings, services) as client:
+    async with app_client(settings, services) as client:
         response = await client.get("/no-such-route", headers={"X-Request-ID": "req-404"})
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "not_found", "message": "Not Found", "request_id": "req-404"}}

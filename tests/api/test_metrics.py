@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -14,27 +12,17 @@ from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.app import create_app
 from api.metrics import SCRAPE_TIMEOUT_SECONDS
 from core.runtime import Services
 from core.settings import Settings
 from models.document import DOCUMENT_STATUSES
-from tests.harness import NOTE, Tokens, upload
+from tests.harness import NOTE, Tokens, app_client, upload
 from tests.metrics_helpers import UUID_PATTERN, label_values, matching, own_broker, samples, value
 from tests.security.test_audit_coverage import high_water
 
 METRICS_TOKEN = "metrics-token-for-tests-" + "x" * 16
 REQUESTS = "phivault_http_request_duration_seconds_count"
 SEARCHES = "phivault_search_duration_seconds_count"
-
-
-@asynccontextmanager
-async def client_for(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, services)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            yield http
 
 
 async def scrape(client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> str:
@@ -81,7 +69,7 @@ async def test_the_token_is_required_when_configured(
         "a prefix of it": ({"Authorization": f"Bearer {METRICS_TOKEN[:-1]}"}, "invalid_token"),
         "a JWT-looking token": ({"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig"}, "invalid_token"),
     }
-    async with client_for(protected, services) as client:
+    async with app_client(protected, services) as client:
         before = await high_water(owner_engine)
         for label, (headers, code) in refusals.items():
             request_id = f"metrics-{uuid.uuid4().hex}"
@@ -149,7 +137,7 @@ async def test_queue_depth_counts_waiting_messages(
     settings: Settings, services: Services, tokens: Tokens, tenant_id: uuid.UUID
 ) -> None:
     with own_broker(services) as isolated:  # no worker consumes this broker
-        async with client_for(settings, isolated) as client:
+        async with app_client(settings, isolated) as client:
             assert value(samples(await scrape(client)), "phivault_queue_depth", queue="celery") == 0
             for _ in range(2):
                 content = NOTE + uuid.uuid4().bytes.hex().encode()
@@ -187,7 +175,7 @@ async def test_search_latency_of_the_hnsw_plan(
         assert time.monotonic() < deadline, "the worker did not process the document in time"
         await asyncio.sleep(0.25)
 
-    async with client_for(settings.model_copy(update={"search_exact_max_rows": 0}), services) as hnsw_client:
+    async with app_client(settings.model_copy(update={"search_exact_max_rows": 0}), services) as hnsw_client:
         response = await hnsw_client.post("/v1/search", json={"query": "pneumonia"}, headers=headers)
         assert response.status_code == 200, response.text
         scrape_ = samples(await scrape(hnsw_client))
@@ -214,7 +202,7 @@ async def test_a_slow_database_does_not_hang_the_scrape(client: httpx.AsyncClien
 
 async def test_an_unreachable_broker_leaves_only_the_queue_depth_out(settings: Settings, services: Services) -> None:
     down = Services(database=services.database, redis_url="unix:///nonexistent/redis.sock")
-    async with client_for(settings, down) as client:
+    async with app_client(settings, down) as client:
         scrape_ = samples(await scrape(client))
     assert value(scrape_, "phivault_metrics_source_up", source="broker") == 0
     assert not matching(scrape_, "phivault_queue_depth")

@@ -22,12 +22,11 @@ from celery.signals import task_postrun, task_prerun
 from prometheus_client import REGISTRY
 from prometheus_client.samples import Sample
 
-from api.app import create_app
 from core.runtime import Services
 from core.settings import Settings
 from ingest.queue import PROCESS_DOCUMENT_TASK
 from ingest.worker_metrics import MULTIPROC_DIR_ENV, multiprocess_directory
-from tests.harness import NOTE, Tokens, Worker, upload, worker_env
+from tests.harness import NOTE, Tokens, Worker, app_client, upload, worker_env
 from tests.metrics_helpers import UUID_PATTERN, free_port, label_values, own_broker, samples, value
 
 METRICS_TOKEN = "worker-metrics-token-for-tests-" + "z" * 8
@@ -78,11 +77,8 @@ def metrics_worker(settings: Settings, broker: Services) -> Iterator[MetricsWork
 @pytest.fixture(scope="module")
 async def api(settings: Settings, broker: Services) -> AsyncIterator[httpx.AsyncClient]:
     """The HTTP app, sending work to the metrics worker's broker."""
-    app = create_app(settings, broker)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            yield http
+    async with app_client(settings, broker) as http:
+        yield http
 
 
 AUTHORIZED = {"Authorization": f"Bearer {METRICS_TOKEN}"}
