@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.limits import UploadSizeLimitMiddleware
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
+from api.rate_limits import RateLimits
 from api.routes import audit, documents, health, metrics, search, tenants
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         database = Database(create_engine(resolved.app_url, settings))
         redis = Redis.from_url(resolved.redis_url)
         queue = TaskQueue(resolved.redis_url)
+        rate_limits = RateLimits(settings, resolved.redis_url) if settings.rate_limits_on else None
         try:
             await verify_app_role(database.engine)
             install_database(database)
@@ -51,11 +53,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 enqueue=queue.enqueue,
                 metrics=api_metrics,
                 embedder=asyncio.create_task(asyncio.to_thread(warm_embedder, settings)),
+                rate_limits=rate_limits,
             )
             yield
         finally:
             install_database(None)
             queue.close()
+            if rate_limits is not None:
+                await rate_limits.aclose()
             await redis.aclose()
             await database.dispose()
 

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -15,6 +16,9 @@ from core.security import TokenVerifier
 from core.settings import Settings
 from core.storage import ObjectStore
 from embeddings.base import Embedder
+
+if TYPE_CHECKING:  # api.rate_limits depends on api.context, which depends on this module
+    from api.rate_limits import RateLimits
 
 
 @dataclass
@@ -32,3 +36,5 @@ class AppState:
     metrics: ApiMetrics
     embedder: asyncio.Future[Embedder]
     """The model, loaded and warmed in the background from start-up; `/readyz` is green only once it is done."""
+    rate_limits: RateLimits | None
+    """Upload and search rate limits; None when they are off (`Settings.rate_limits_on`)."""

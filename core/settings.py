@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+import limits
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "phivault-development-secret-change-me"  # noqa: S105 - a known dev default, refused in production
@@ -73,6 +74,15 @@ class Settings(BaseSettings):
     search_exact_max_rows: int = Field(default=5000, ge=0)
     search_max_scan_tuples: int = Field(default=20000, ge=1)
 
+    rate_limits_enabled: bool | None = None
+    """Unset: on in production, off in development."""
+    rate_limit_upload: str = "60/minute"
+    """Uploads per token subject within its tenant, in `limits` notation (`60/minute`, `5 per second`)."""
+    rate_limit_search: str = "120/minute"
+    rate_limit_tenant_upload: str = "600/minute"
+    """Uploads per tenant, all its users together."""
+    rate_limit_tenant_search: str = "1200/minute"
+
     queued_timeout_seconds: int = Field(default=300, ge=1)
     processing_timeout_seconds: int = Field(default=900, ge=1)
     reconcile_interval_seconds: int = Field(default=60, ge=1)
@@ -103,6 +113,17 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(entry.strip(), strict=False)
             except ValueError as exc:
                 raise SettingsError(f"PHIVAULT_TRUSTED_PROXIES: {entry!r} is not an IP address or network") from exc
+        return value
+
+    @field_validator("rate_limit_upload", "rate_limit_search", "rate_limit_tenant_upload", "rate_limit_tenant_search")
+    @classmethod
+    def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as exc:
+            raise SettingsError(
+                f"PHIVAULT_{(info.field_name or '').upper()}: {value!r} is not a rate limit such as '60/minute'"
+            ) from exc
         return value
 
     @model_validator(mode="after")
@@ -154,6 +175,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def rate_limits_on(self) -> bool:
+        return self.is_production if self.rate_limits_enabled is None else self.rate_limits_enabled
 
     @property
     def listen_host(self) -> str:

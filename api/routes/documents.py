@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 
 from api.context import TenantScope, not_found, tenant_scope
 from api.errors import APIError
+from api.rate_limits import RATE_LIMITED_RESPONSE, rate_limited
 from api.schemas import DocumentOut, DocumentPage, UploadOut
 from core.storage import ObjectStore
 from ingest.detect import RejectedUpload, UploadLimits, sanitize_filename
@@ -29,6 +30,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 Readers = Annotated[TenantScope, Depends(tenant_scope("admin", "member", "viewer"))]
 Writers = Annotated[TenantScope, Depends(tenant_scope("admin", "member"))]
+Uploaders = Annotated[TenantScope, Depends(rate_limited("upload", tenant_scope("admin", "member")))]
 DocumentStatus = Literal["queued", "processing", "ready", "failed"]
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -109,10 +111,13 @@ UPLOAD_BODY = {
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadOut,
-    responses={200: {"model": UploadOut, "description": "the same content was already uploaded"}},
+    responses={
+        200: {"model": UploadOut, "description": "the same content was already uploaded"},
+        **RATE_LIMITED_RESPONSE,
+    },
     openapi_extra=UPLOAD_BODY,
 )
-async def upload_document(request: Request, scope: Writers) -> Response:
+async def upload_document(request: Request, scope: Uploaders) -> Response:
     """The body is read only after the token and role are checked (hence no File/Form parameters)."""
     state = scope.state
     settings = state.settings

@@ -7,16 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.context import TenantScope, tenant_scope
+from api.rate_limits import RATE_LIMITED_RESPONSE, rate_limited
 from search.schemas import SearchRequest, SearchResponse
 from search.service import search
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
-Readers = Annotated[TenantScope, Depends(tenant_scope("admin", "member", "viewer"))]
+Searchers = Annotated[TenantScope, Depends(rate_limited("search", tenant_scope("admin", "member", "viewer")))]
 
 
-@router.post("", response_model=SearchResponse)
-async def search_documents(scope: Readers, body: SearchRequest) -> SearchResponse:
+@router.post("", response_model=SearchResponse, responses=RATE_LIMITED_RESPONSE)
+async def search_documents(scope: Searchers, body: SearchRequest) -> SearchResponse:
     settings = scope.state.settings
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up
     async with scope.transaction() as tx:
