@@ -272,6 +272,10 @@ def test_the_template_deploys_and_serves_in_production(
             assert "Application shutdown complete" in deployment.log("api").read_text()
             assert processing_documents(owner_url) == 0
             assert "Traceback" not in deployment.logs()
+    except AssertionError as failure:
+        if deployment is None:
+            raise
+        raise AssertionError(f"{failure}\n{deployment.logs()}") from failure  # what each service said
     finally:
         if deployment is not None:
             deployment.kill_all()
