@@ -116,6 +116,23 @@ def test_token_is_refused_in_a_valid_production_configuration(cli_env: dict[str,
     assert refused.stdout == ""
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _redis_servers_in(data_dir: Path) -> set[int]:
+    """redis-server processes working in `data_dir` (others, of other suites, may come and go meanwhile)."""
+    found: set[int] = set()
+    for process in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if "redis-server" in (process.info["name"] or "") and Path(process.cwd()) == data_dir.resolve():
+                found.add(process.pid)
+    return found
+
+
 def _wait_ready(port: int, process: subprocess.Popen[bytes], seconds: float) -> int | None:
     deadline = time.monotonic() + seconds
     status = None
@@ -143,9 +160,8 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
     try:
         assert _wait_ready(port, up, seconds=300) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
         started = {p.pid for p in psutil.Process(up.pid).children(recursive=True)} | {up.pid}
-        redis_pids = {p.pid for p in psutil.process_iter(["name"]) if "redis-server" in (p.info["name"] or "")}
         postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
-        owned_redis = {pid for pid in redis_pids if Path(psutil.Process(pid).cwd()) == data_dir.resolve()}
+        owned_redis = _redis_servers_in(data_dir)
         assert owned_redis, "the embedded redis-server was not found"
 
         os.kill(up.pid, signal.SIGINT)  # to `up` alone: what it started must be stopped by `up` itself
@@ -153,17 +169,16 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
         deadline = time.monotonic() + 60
         alive = started | owned_redis | {postmaster}
         while time.monotonic() < deadline:
-            alive = {pid for pid in alive if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"}
+            alive = {pid for pid in alive if _running(pid)}
             if not alive:
                 break
             time.sleep(0.2)
-        assert alive == set(), [psutil.Process(pid).cmdline() for pid in alive if psutil.pid_exists(pid)]
+        assert alive == set(), alive
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait()
-        for process in psutil.process_iter(["name"]):  # redis-server runs in a session of its own
+        for pid in _redis_servers_in(data_dir):  # redis-server runs in a session of its own
             with contextlib.suppress(psutil.Error):
-                if "redis-server" in (process.info["name"] or "") and process.cwd().startswith(str(data_dir.resolve())):
-                    process.kill()
+                psutil.Process(pid).kill()
         log.close()
