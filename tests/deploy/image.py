@@ -12,8 +12,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,27 +42,20 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
-@contextmanager
-def interpreter_reachable_by_others() -> Iterator[None]:
-    """Let an unprivileged user run the venv's base interpreter, for as long as the block runs.
+def make_interpreter_reachable_by_others() -> None:
+    """Let an unprivileged user run the venv's base interpreter.
 
     The image's Python lives in /usr/local; here the suite's may live under /root (pyenv), which no
     other user may traverse. Directories on the interpreter's path get the traverse bit for others
-    (never read: nothing can be listed) and have their old modes back afterwards, as pgserver does
-    for the directories above its data.
+    (never read: nothing can be listed), as pgserver does for the directories above its data. The
+    bit stays: putting the old mode back would pull the interpreter from under any other suite's
+    services still running on this machine.
     """
-    changed: list[tuple[Path, int]] = []
     real = Path(sys.executable).resolve()
     for directory in [*reversed(real.parents), real.parent]:
         mode = directory.stat().st_mode
         if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            changed.append((directory, mode))
-    try:
-        yield
-    finally:
-        for directory, mode in reversed(changed):
-            directory.chmod(stat.S_IMODE(mode))
+            directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def install_image(root: Path) -> Path:

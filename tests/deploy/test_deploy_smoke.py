@@ -28,7 +28,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.deploy.image import install_image, interpreter_reachable_by_others
+from tests.deploy.image import install_image, make_interpreter_reachable_by_others
 from tests.deploy.servers import moto_s3, tcp_postgres, tcp_redis
 from tests.deploy.template import APP_SERVICES, load_template, pre_deploy_command, resolve_variables, start_command
 
@@ -68,9 +68,9 @@ def service_user() -> str | None:
 @pytest.fixture(scope="module")
 def image_bin() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="phivault-image-"))
+    make_interpreter_reachable_by_others()
     try:
-        with interpreter_reachable_by_others():
-            yield install_image(root)
+        yield install_image(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
