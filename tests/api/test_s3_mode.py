@@ -145,6 +145,24 @@ def clinical_text(tenant_id: uuid.UUID, size: int) -> bytes:
     return (line * (size // len(line) + 1))[:size]
 
 
+async def upload_big_and_small(
+    mode: S3Mode, tokens: Tokens, tenants: list[dict[str, Any]]
+) -> list[tuple[uuid.UUID, uuid.UUID, bytes]]:
+    """Tenant A uploads a multipart-sized note, tenant B a small one (one PutObject): (tenant, document, bytes)."""
+    uploaded: list[tuple[uuid.UUID, uuid.UUID, bytes]] = []
+    for tenant, size in zip(tenants, [BIG_UPLOAD_BYTES, 4096], strict=True):
+        tenant_id = uuid.UUID(tenant["id"])
+        content = clinical_text(tenant_id, size)
+        response = await upload(mode.http, tokens.headers("member", tenant_id), content, filename="visit.txt")
+        assert response.status_code == 202, response.text
+        body = response.json()
+        assert body["status"] == "queued"
+        assert body["size_bytes"] == size
+        uploaded.append((tenant_id, uuid.UUID(body["id"]), content))
+    assert mode.enqueued == [(tenant_id, document_id) for tenant_id, document_id, _ in uploaded]
+    return uploaded
+
+
 def key_ref(tenant: dict[str, Any]) -> TenantKeyRef:
     return TenantKeyRef(tenant_id=uuid.UUID(tenant["id"]), kms_key_id=tenant["kms_key_id"], wrapped_key=None)
 
@@ -191,20 +209,8 @@ async def test_uploads_are_sse_kms_under_each_tenants_own_key(
     s3_mode: S3Mode, tokens: Tokens, owner_engine: AsyncEngine
 ) -> None:
     tenants = [await create_tenant(s3_mode, tokens), await create_tenant(s3_mode, tokens)]
-    sizes = [BIG_UPLOAD_BYTES, 4096]  # tenant A's upload goes up in parts, tenant B's in one PutObject
     keys = [key_ids(s3_mode.kms, tenant["kms_key_id"]) for tenant in tenants]
-
-    uploaded: list[tuple[uuid.UUID, uuid.UUID, bytes]] = []
-    for tenant, size in zip(tenants, sizes, strict=True):
-        tenant_id = uuid.UUID(tenant["id"])
-        content = clinical_text(tenant_id, size)
-        response = await upload(s3_mode.http, tokens.headers("member", tenant_id), content, filename="visit.txt")
-        assert response.status_code == 202, response.text
-        body = response.json()
-        assert body["status"] == "queued"
-        assert body["size_bytes"] == size
-        uploaded.append((tenant_id, uuid.UUID(body["id"]), content))
-    assert s3_mode.enqueued == [(tenant_id, document_id) for tenant_id, document_id, _ in uploaded]
+    uploaded = await upload_big_and_small(s3_mode, tokens, tenants)
 
     for index, (tenant_id, document_id, content) in enumerate(uploaded):
         own, other = keys[index], keys[1 - index]
@@ -329,17 +335,7 @@ async def test_envelope_mode_upload_process_download_with_only_ciphertext_in_the
         )
     tenants = [await create_tenant(mode, tokens), await create_tenant(mode, tokens)]
     assert [tenant["kms_key_id"] for tenant in tenants] == [None, None]  # tenant keys wrapped by the master key
-    sizes = [BIG_UPLOAD_BYTES, 4096]  # tenant A's upload goes up in parts, tenant B's in one PutObject
-
-    uploaded: list[tuple[uuid.UUID, uuid.UUID, bytes]] = []
-    for tenant, size in zip(tenants, sizes, strict=True):
-        tenant_id = uuid.UUID(tenant["id"])
-        content = clinical_text(tenant_id, size)
-        response = await upload(mode.http, tokens.headers("member", tenant_id), content, filename="visit.txt")
-        assert response.status_code == 202, response.text
-        assert response.json()["size_bytes"] == size
-        uploaded.append((tenant_id, uuid.UUID(response.json()["id"]), content))
-    assert mode.enqueued == [(tenant_id, document_id) for tenant_id, document_id, _ in uploaded]
+    uploaded = await upload_big_and_small(mode, tokens, tenants)
     assert len(sent) == 2
     assert not {"ServerSideEncryption", "SSEKMSKeyId", "SSEKMSEncryptionContext"} & {k for p in sent for k in p}
 
