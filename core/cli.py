@@ -339,9 +339,11 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(tenant: TenantOption) -> None:
-    """Walk the tenant's audit hash chain; exit 1 and name the first broken link if it was altered."""
+    """Walk the tenant's audit hash chain; exit 1 and name the first broken link if it was altered.
+
+    Exit 2 when the check itself could not finish (PHIVAULT_AUDIT_VERIFY_TIMEOUT_SECONDS, database limits)."""
     from ingest.upload import service_transaction
-    from models.audit_trail import verify_and_record
+    from models.audit_trail import VerificationIncomplete, verify_and_record
 
     settings = _settings()
     services = resolve_services(settings, need_redis=False)
@@ -351,11 +353,14 @@ def audit_verify(tenant: TenantOption) -> None:
         db = await _app_database(settings, services)
         try:
             async with service_transaction(db, tenant_id, _cli_actor())() as tx:
-                return await verify_and_record(tx)
+                return await verify_and_record(tx, timeout_seconds=settings.audit_verify_timeout_seconds)
         finally:
             await db.dispose()
 
     report = asyncio.run(run())
+    if isinstance(report, VerificationIncomplete):
+        typer.echo(f"NOT CHECKED: the verification could not finish ({report.reason}); no verdict on the chain")
+        raise typer.Exit(2)
     if report.valid:
         typer.echo(f"valid: {report.checked} events checked")
     else:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     processing_timeout_seconds: int = Field(default=900, ge=1)
     reconcile_interval_seconds: int = Field(default=60, ge=1)
     purge_interval_seconds: int = Field(default=3600, ge=1)
+    audit_verify_timeout_seconds: float = Field(default=300, gt=0)
+    """The longest one chain verification may run (PostgreSQL `statement_timeout`); past it the check is
+    reported as not completed, never as a broken chain."""
 
     trusted_proxies: list[str] = Field(default_factory=list)
     log_json: bool = True

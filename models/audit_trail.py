@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.audit import GENESIS_HASH, ActingSession, AuditLog
@@ -67,6 +68,22 @@ class ChainReport:
     first_broken_id: int | None
 
 
+@dataclass(frozen=True)
+class VerificationIncomplete:
+    """The check itself could not finish (it timed out, or the database refused it for lack of resources).
+
+    This says nothing about the chain: it is reported and recorded apart from a broken link, so an
+    operational failure never reads as a tamper alarm."""
+
+    reason: str
+
+
+OPERATIONAL_SQLSTATE_CLASSES = {"40", "53", "54", "57", "58"}
+"""Transaction rollback, insufficient resources, program limits, operator intervention (timeouts,
+cancels), system errors: the database stopped the check, the data did not fail it."""
+QUERY_CANCELED = "57014"
+
+
 _VERIFY = text(
     """
     WITH chain AS (
@@ -92,13 +109,34 @@ A writer commits its rows and the head's move together; read in two statements, 
 them would make an intact chain's tail look one link short of the head (a false tamper alarm)."""
 
 
-async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> ChainReport:
+_SET_TIMEOUT = text("SELECT set_config('statement_timeout', :value, true)")
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    return str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+
+
+async def verify_chain(
+    session: AsyncSession, tenant_id: uuid.UUID, *, timeout_seconds: float
+) -> ChainReport | VerificationIncomplete:
     """Recompute every link of the tenant's chain and compare the tail with the chain head.
 
     An edited row breaks its own hash; a deleted row breaks the next row's `prev_hash`;
-    a deleted tail no longer matches `audit_chain_heads`.
+    a deleted tail no longer matches `audit_chain_heads`. The check runs in a savepoint under its
+    own `statement_timeout`, so when the database stops it the transaction lives on to record that.
     """
-    row = (await session.execute(_VERIFY, {"tenant_id": tenant_id, "genesis": GENESIS_HASH})).mappings().one()
+    try:
+        async with session.begin_nested():
+            previous = await session.scalar(text("SELECT current_setting('statement_timeout')"))
+            await session.execute(_SET_TIMEOUT, {"value": f"{max(1, int(timeout_seconds * 1000))}ms"})
+            result = await session.execute(_VERIFY, {"tenant_id": tenant_id, "genesis": GENESIS_HASH})
+            row = result.mappings().one()
+            await session.execute(_SET_TIMEOUT, {"value": previous})
+    except DBAPIError as error:
+        state = _sqlstate(error)
+        if error.connection_invalidated or state[:2] not in OPERATIONAL_SQLSTATE_CLASSES:
+            raise
+        return VerificationIncomplete(reason="timeout" if state == QUERY_CANCELED else "database_error")
     broken: int | None = row["first_broken_id"]
     has_head = row["head_id"] is not None
     if broken is None and has_head and (row["head_id"], row["head_hash"]) != (row["last_id"], row["last_hash"]):
@@ -106,13 +144,29 @@ async def verify_chain(session: AsyncSession, tenant_id: uuid.UUID) -> ChainRepo
     return ChainReport(valid=broken is None, checked=int(row["checked"]), first_broken_id=broken)
 
 
-async def verify_and_record(tx: ActingSession) -> ChainReport:
-    """Verify the tenant's chain and record the check (`audit.verified`) in the same transaction."""
-    report = await verify_chain(tx.session, tx.tenant.id)
+async def verify_and_record(tx: ActingSession, *, timeout_seconds: float) -> ChainReport | VerificationIncomplete:
+    """Verify the tenant's chain and record the check (`audit.verified`) in the same transaction.
+
+    The event's `result` tells the three endings apart: `intact`, `broken` (with the first broken
+    link), or `incomplete` (with the operational reason, and no verdict on the chain)."""
+    report = await verify_chain(tx.session, tx.tenant.id, timeout_seconds=timeout_seconds)
+    if isinstance(report, VerificationIncomplete):
+        await tx.audit(
+            "audit.verified",
+            resource_type="audit_log",
+            outcome="error",
+            metadata={"result": "incomplete", "reason": report.reason},
+        )
+        return report
     await tx.audit(
         "audit.verified",
         resource_type="audit_log",
         outcome="success" if report.valid else "error",
-        metadata={"valid": report.valid, "checked": report.checked, "first_broken_id": report.first_broken_id},
+        metadata={
+            "result": "intact" if report.valid else "broken",
+            "valid": report.valid,
+            "checked": report.checked,
+            "first_broken_id": report.first_broken_id,
+        },
     )
     return report

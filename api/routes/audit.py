@@ -15,12 +15,13 @@ from fastapi.responses import StreamingResponse
 from api.context import TenantScope, tenant_scope
 from api.errors import APIError
 from api.schemas import AuditEventOut, AuditPage, ChainVerification
-from models.audit_trail import AuditFilters, list_events, stream_events, verify_and_record
+from models.audit_trail import AuditFilters, VerificationIncomplete, list_events, stream_events, verify_and_record
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
 
 Admins = Annotated[TenantScope, Depends(tenant_scope("admin"))]
 EXPORT_FIELDS = list(AuditEventOut.model_fields)
+VERIFY_RETRY_AFTER_SECONDS = 60
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -117,5 +118,12 @@ async def export_audit_logs(
 @router.get("/verify", response_model=ChainVerification)
 async def verify_audit_logs(scope: Admins) -> ChainVerification:
     async with scope.transaction() as tx:
-        report = await verify_and_record(tx)
+        report = await verify_and_record(tx, timeout_seconds=scope.state.settings.audit_verify_timeout_seconds)
+    if isinstance(report, VerificationIncomplete):
+        raise APIError(
+            503,
+            "verification_incomplete",
+            f"the audit chain could not be checked ({report.reason}); this is no verdict on the chain, try again later",
+            headers={"Retry-After": str(VERIFY_RETRY_AFTER_SECONDS)},
+        )
     return ChainVerification(valid=report.valid, checked=report.checked, first_broken_id=report.first_broken_id)

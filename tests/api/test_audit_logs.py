@@ -9,8 +9,12 @@ import json
 import uuid
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.harness import Tokens, upload
+from core.runtime import Services
+from core.settings import Settings
+from tests.harness import Tokens, app_client, upload
 
 
 async def _busy_tenant(client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID) -> dict[str, str]:
@@ -89,6 +93,45 @@ async def test_verify_reports_an_intact_chain(client: httpx.AsyncClient, tokens:
     assert report["checked"] >= 5
     verified = (await client.get("/v1/audit-logs", params={"action": "audit.verified"}, headers=admin)).json()
     assert verified["items"][0]["metadata"]["valid"] is True
+    assert verified["items"][0]["metadata"]["result"] == "intact"
+
+
+async def test_a_verification_the_database_stops_is_reported_as_incomplete_not_broken(
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    tenant_id: uuid.UUID,
+    settings: Settings,
+    services: Services,
+    owner_engine: AsyncEngine,
+) -> None:
+    """The check runs past its time limit on a long chain: 503 `verification_incomplete`, recorded as such.
+
+    Nothing about the chain is claimed (no `valid: false`), the event says `incomplete`, not `broken`,
+    and the same chain verifies as intact once the check is given its time."""
+    async with owner_engine.begin() as conn:  # a long, intact chain, written through the chain trigger
+        await conn.execute(
+            text(
+                "INSERT INTO audit_logs (tenant_id, actor_type, action, outcome) "
+                "SELECT :t, 'system', 'test.filler', 'success' FROM generate_series(1, 20000)"
+            ),
+            {"t": tenant_id},
+        )
+    admin = tokens.headers("admin", tenant_id)
+    hurried = settings.model_copy(update={"audit_verify_timeout_seconds": 0.001})
+    async with app_client(hurried, services) as rushed:
+        response = await rushed.get("/v1/audit-logs/verify", headers=admin)
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "verification_incomplete"
+    assert "valid" not in response.json()
+    assert int(response.headers["Retry-After"]) > 0
+
+    events = (await client.get("/v1/audit-logs", params={"action": "audit.verified"}, headers=admin)).json()["items"]
+    assert [(e["outcome"], e["metadata"]) for e in events] == [("error", {"result": "incomplete", "reason": "timeout"})]
+
+    report = (await client.get("/v1/audit-logs/verify", headers=admin)).json()
+    assert report["valid"] is True
+    assert report["checked"] > 20000
 
 
 async def test_time_bounds_and_cursor_limits(client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID) -> None:

@@ -43,6 +43,9 @@ async def _verify(client: httpx.AsyncClient, admin: dict[str, str]) -> dict[str,
     response = await client.get("/v1/audit-logs/verify", headers=admin)
     assert response.status_code == 200
     report: dict[str, object] = response.json()
+    recorded = await client.get("/v1/audit-logs", params={"action": "audit.verified", "limit": 1}, headers=admin)
+    expected = "intact" if report["valid"] else "broken"
+    assert recorded.json()["items"][0]["metadata"]["result"] == expected  # a broken link, never "incomplete"
     return report
 
 
