@@ -23,12 +23,24 @@ from core.settings import Settings
 from models import Tenant
 from models.audit import Actor
 from models.tenancy import create_tenant, key_provisioner
+from tests.waiting import patience
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 pytest_plugins = ["tests.harness"]
 
 T = TypeVar("T")
+
+TEST_TIMEOUT_PATIENCES = 3
+"""A test may take at most this many waits' worth of patience before pytest-timeout stops it."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test's overall time limit derives from the one patience setting, like every wait inside it."""
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        if marker is None:
+            item.add_marker(pytest.mark.timeout(patience(TEST_TIMEOUT_PATIENCES)))
 
 TEST_APP_PASSWORD = "phivault-app-test-password"
 

@@ -24,8 +24,8 @@ from core.runtime import Services
 from core.security import Role, mint_token
 from core.settings import Settings
 from tests.conftest import TEST_APP_PASSWORD
+from tests.waiting import POLL_MAX_SECONDS, Deadline, eventually
 
-WORKER_START_TIMEOUT = 120
 AWS_REGION = "us-east-1"
 NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
 
@@ -110,13 +110,13 @@ class Worker:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while time.monotonic() < deadline:
+        deadline = Deadline()
+        while not deadline.passed():
             if b"ready." in self.log_path.read_bytes():
                 return
             if self.process.poll() is not None:
                 break
-            time.sleep(0.2)
+            time.sleep(deadline.next_interval())
         raise RuntimeError("the worker did not start:\n" + self.log_path.read_text(errors="replace")[-4000:])
 
     def stop(self) -> None:
@@ -153,6 +153,25 @@ async def upload(
     return await client.post(
         "/v1/documents", files={"file": (filename, content, "application/octet-stream")}, data=data, headers=headers
     )
+
+
+SETTLED = ("ready", "failed")
+
+
+async def document_in(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    document_id: str,
+    states: tuple[str, ...] = SETTLED,
+    max_interval: float = POLL_MAX_SECONDS,
+) -> dict[str, object]:
+    """The document as read through the API, once its status is one of `states` (fails at the deadline)."""
+
+    async def probe() -> dict[str, object] | None:
+        body: dict[str, object] = (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()
+        return body if body["status"] in states else None
+
+    return await eventually(probe, f"document {document_id} in {states}", max_interval=max_interval)
 
 
 @asynccontextmanager

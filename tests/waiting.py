@@ -29,10 +29,11 @@ def patience(share: float = 1.0) -> float:
 class Deadline:
     """A point in time `seconds` from now, and the polling interval to use until then (backing off)."""
 
-    def __init__(self, seconds: float | None = None) -> None:
+    def __init__(self, seconds: float | None = None, max_interval: float = POLL_MAX_SECONDS) -> None:
         self.seconds = patience() if seconds is None else seconds
         self.ends = time.monotonic() + self.seconds
-        self.interval = POLL_START_SECONDS
+        self.interval = min(POLL_START_SECONDS, max_interval)
+        self.max_interval = max_interval
 
     def passed(self) -> bool:
         return time.monotonic() >= self.ends
@@ -42,13 +43,17 @@ class Deadline:
 
     def next_interval(self) -> float:
         interval = min(self.interval, self.remaining())
-        self.interval = min(self.interval * 2, POLL_MAX_SECONDS)
+        self.interval = min(self.interval * 2, self.max_interval)
         return interval
 
 
-def wait_until(probe: Callable[[], T | None], what: str, seconds: float | None = None) -> T:
-    """Call `probe` until it returns something other than None/False; fail naming `what` at the deadline."""
-    deadline = Deadline(seconds)
+def wait_until(
+    probe: Callable[[], T | None], what: str, seconds: float | None = None, max_interval: float = POLL_MAX_SECONDS
+) -> T:
+    """Call `probe` until it returns something other than None/False; fail naming `what` at the deadline.
+
+    `max_interval` caps the backing-off poll interval, for a state that may not last long."""
+    deadline = Deadline(seconds, max_interval)
     while True:
         value = probe()
         if value is not None and value is not False:
@@ -58,9 +63,14 @@ def wait_until(probe: Callable[[], T | None], what: str, seconds: float | None =
         time.sleep(deadline.next_interval())
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, seconds: float | None = None) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    what: str,
+    seconds: float | None = None,
+    max_interval: float = POLL_MAX_SECONDS,
+) -> T:
     """The async `wait_until`: await `probe` until it returns something other than None/False."""
-    deadline = Deadline(seconds)
+    deadline = Deadline(seconds, max_interval)
     while True:
         value = await probe()
         if value is not None and value is not False:

@@ -177,7 +177,7 @@ async def test_verify_never_reports_an_intact_chain_broken_while_it_is_written_t
 async def test_csv_export_neutralises_formulas_and_jsonl_stays_exact(
     client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID
 ) -> None:
-    hostile = {"=HYPERLINK(\"http://evil\")": "sub", "+1+2": "sub", "-2+3": "sub", "@SUM(A1)": "sub"}
+    hostile = {'=HYPERLINK("http://evil")': "sub", "+1+2": "sub", "-2+3": "sub", "@SUM(A1)": "sub"}
     for subject in hostile:
         headers = {**tokens.headers("viewer", tenant_id, sub=subject), "User-Agent": "=cmd|' /C calc'!A0"}
         assert (await client.get("/v1/documents", headers=headers)).status_code == 200

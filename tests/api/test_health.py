@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 
@@ -11,6 +10,7 @@ from api.app import create_app
 from core.runtime import Services
 from core.settings import Settings
 from tests.harness import app_client
+from tests.waiting import eventually
 
 
 async def test_healthz(settings: Settings, services: Services) -> None:
@@ -20,15 +20,17 @@ async def test_healthz(settings: Settings, services: Services) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def ready_response(client: httpx.AsyncClient, seconds: float = 180) -> httpx.Response:
-    """Poll /readyz until it is 200 or the deadline passes (the model loads in the background)."""
-    deadline = time.monotonic() + seconds
-    while True:
+async def ready_response(client: httpx.AsyncClient) -> httpx.Response:
+    """Poll /readyz until it is 200 (the model loads in the background); fail at the deadline."""
+
+    async def ready() -> httpx.Response | None:
         response = await client.get("/readyz")
-        if response.status_code == 200 or time.monotonic() > deadline:
+        if response.status_code == 200:
             return response
         assert response.json()["checks"]["embedder"] == "loading", response.json()
-        await asyncio.sleep(0.2)
+        return None
+
+    return await eventually(ready, "/readyz green")
 
 
 async def test_readyz_when_database_broker_and_model_are_up(settings: Settings, services: Services) -> None:

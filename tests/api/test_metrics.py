@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -16,7 +15,7 @@ from api.metrics import SCRAPE_TIMEOUT_SECONDS
 from core.runtime import Services
 from core.settings import Settings
 from models.document import DOCUMENT_STATUSES
-from tests.harness import NOTE, Tokens, app_client, upload
+from tests.harness import NOTE, Tokens, app_client, document_in, upload
 from tests.metrics_helpers import UUID_PATTERN, label_values, matching, own_broker, samples, value
 from tests.security.test_audit_coverage import high_water
 
@@ -169,11 +168,7 @@ async def test_search_latency_of_the_hnsw_plan(
     """With `search_exact_max_rows=0`, a tenant with any chunk is searched through the HNSW index."""
     headers = tokens.headers("member", tenant_id)
     document_id = (await upload(client, headers, NOTE + uuid.uuid4().bytes.hex().encode())).json()["id"]
-    deadline = time.monotonic() + 180
-    while (status := (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()["status"]) != "ready":
-        assert status in ("queued", "processing"), status
-        assert time.monotonic() < deadline, "the worker did not process the document in time"
-        await asyncio.sleep(0.25)
+    assert (await document_in(client, headers, document_id))["status"] == "ready"
 
     async with app_client(settings.model_copy(update={"search_exact_max_rows": 0}), services) as hnsw_client:
         response = await hnsw_client.post("/v1/search", json={"query": "pneumonia"}, headers=headers)

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.runtime import Services
 from tests.conftest import TEST_APP_PASSWORD
 from tests.harness import scratch_database
+from tests.waiting import patience, wait_until
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def cli_env(outside_database: URL, services: Services) -> dict[str, str]:
 
 def test_migrate_then_api_serves_as_the_app_role(cli_env: dict[str, str]) -> None:
     migrate = subprocess.run(
-        [sys.executable, "-m", "core.cli", "migrate"], env=cli_env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "core.cli", "migrate"], env=cli_env, capture_output=True, text=True, timeout=patience()
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "migrations at head" in migrate.stdout
@@ -61,20 +61,10 @@ def test_migrate_then_api_serves_as_the_app_role(cli_env: dict[str, str]) -> Non
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline and api.poll() is None:
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code
-                if status == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        assert status == 200
+        assert _wait_ready(port, api) == 200
     finally:
         api.terminate()
-        api.wait(timeout=20)
+        api.wait(timeout=patience())
 
 
 def test_api_refuses_to_start_as_the_owner(cli_env: dict[str, str]) -> None:
@@ -85,7 +75,7 @@ def test_api_refuses_to_start_as_the_owner(cli_env: dict[str, str]) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience(),
     )
     assert api.returncode != 0
     assert "refusing to run as database role 'postgres'" in api.stderr
@@ -108,7 +98,7 @@ def test_token_is_refused_in_a_valid_production_configuration(cli_env: dict[str,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=patience(),
     )
     assert refused.returncode == 2
     assert "refusing to mint a token in production" in refused.stderr
@@ -133,17 +123,17 @@ def _redis_servers_in(data_dir: Path) -> set[int]:
     return found
 
 
-def _wait_ready(port: int, process: subprocess.Popen[bytes], seconds: float) -> int | None:
-    deadline = time.monotonic() + seconds
+def _wait_ready(port: int, process: subprocess.Popen[bytes]) -> int | None:
+    """The /readyz status once it is 200, or the last one seen if the process exits first."""
     status = None
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
+
+    def settled() -> bool:
+        nonlocal status
+        with contextlib.suppress(httpx.TransportError):
             status = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code
-            if status == 200:
-                return status
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
+        return status == 200 or process.poll() is not None
+
+    wait_until(settled, f"/readyz on port {port} green")
     return status
 
 
@@ -158,22 +148,22 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
         [sys.executable, "-m", "core.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        assert _wait_ready(port, up, seconds=300) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+        assert _wait_ready(port, up) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
         started = {p.pid for p in psutil.Process(up.pid).children(recursive=True)} | {up.pid}
         postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         owned_redis = _redis_servers_in(data_dir)
         assert owned_redis, "the embedded redis-server was not found"
 
         os.kill(up.pid, signal.SIGINT)  # to `up` alone: what it started must be stopped by `up` itself
-        up.wait(timeout=180)
-        deadline = time.monotonic() + 60
+        up.wait(timeout=patience())
         alive = started | owned_redis | {postmaster}
-        while time.monotonic() < deadline:
+
+        def all_stopped() -> bool:
+            nonlocal alive
             alive = {pid for pid in alive if _running(pid)}
-            if not alive:
-                break
-            time.sleep(0.2)
-        assert alive == set(), alive
+            return not alive
+
+        wait_until(all_stopped, "every process `up` started, stopped")
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)

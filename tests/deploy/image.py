@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.waiting import patience
+
 ROOT = Path(__file__).resolve().parents[2]
-INSTALL_TIMEOUT_SECONDS = 1800
+INSTALL_TIMEOUT_SECONDS = patience(4)
 
 
 def run(args: list[str], cwd: Path | None = None) -> None:

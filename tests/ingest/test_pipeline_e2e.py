@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import time
 import uuid
 from datetime import timedelta
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,9 +19,10 @@ from core.db import Database
 from core.runtime import Services
 from core.settings import Settings
 from ingest.maintenance import reconcile
-from ingest.queue import TaskQueue
-from tests.harness import Tokens, Worker, audit_actions, upload
+from ingest.queue import TaskQueue, queue_depth
+from tests.harness import Tokens, Worker, audit_actions, document_in, upload
 from tests.sample_files import make_blank_pdf, make_docx, make_pdf
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -43,17 +43,6 @@ SAMPLES: dict[str, tuple[str, bytes]] = {
     "application/pdf": ("asthma.pdf", make_pdf(["Asthma overview and triggers.", "Treatment with inhaled steroids."])),
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ("meds.docx", make_docx()),
 }
-
-
-async def wait_for(
-    client: httpx.AsyncClient, headers: dict[str, str], document_id: str, states: tuple[str, ...], seconds: float = 180
-) -> dict[str, object]:
-    deadline = time.monotonic() + seconds
-    while True:
-        body: dict[str, object] = (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()
-        if body["status"] in states or time.monotonic() > deadline:
-            return body
-        await asyncio.sleep(0.25)
 
 
 async def chunk_rows(owner_engine: AsyncEngine, document_id: str) -> list[tuple[int, int | None, str, int]]:
@@ -79,7 +68,7 @@ async def test_each_format_reaches_ready_with_chunks(
     assert accepted.json()["content_type"] == content_type
     document_id = accepted.json()["id"]
 
-    done = await wait_for(client, headers, document_id, ("ready", "failed"))
+    done = await document_in(client, headers, document_id)
     assert done["status"] == "ready", done
     chunks = await chunk_rows(owner_engine, document_id)
     assert len(chunks) == done["chunk_count"]
@@ -105,7 +94,7 @@ async def test_a_pdf_without_text_fails_with_a_reason(
 ) -> None:
     headers = tokens.headers("member", tenant_id)
     document_id = (await upload(client, headers, make_blank_pdf(2), "scan.pdf")).json()["id"]
-    done = await wait_for(client, headers, document_id, ("ready", "failed"))
+    done = await document_in(client, headers, document_id)
     assert done["status"] == "failed"
     assert done["error_code"] == "no_text"
     assert "OCR" in str(done["error_message"])
@@ -122,7 +111,7 @@ async def test_processing_twice_leaves_one_set_of_chunks(
 ) -> None:
     headers = tokens.headers("member", tenant_id)
     document_id = (await upload(client, headers, (PROSE * 20).encode(), "long.txt")).json()["id"]
-    first = await wait_for(client, headers, document_id, ("ready", "failed"))
+    first = await document_in(client, headers, document_id)
     assert first["status"] == "ready"
     async with owner_engine.begin() as conn:
         await conn.execute(text("UPDATE documents SET status = 'queued' WHERE id = :d"), {"d": uuid.UUID(document_id)})
@@ -132,8 +121,8 @@ async def test_processing_twice_leaves_one_set_of_chunks(
             assert await queue.enqueue(tenant_id, uuid.UUID(document_id))
     finally:
         queue.close()
-    again = await wait_for(client, headers, document_id, ("ready",))
-    await asyncio.sleep(1)  # let a second delivery finish too
+    again = await document_in(client, headers, document_id, ("ready",))
+    await eventually(lambda: broker_idle(services.redis_url), "both deliveries taken and acknowledged")
     chunks = await chunk_rows(owner_engine, document_id)
     assert again["status"] == "ready"
     assert len(chunks) == again["chunk_count"] == first["chunk_count"]
@@ -141,10 +130,13 @@ async def test_processing_twice_leaves_one_set_of_chunks(
 
 
 async def wait_until_processing(client: httpx.AsyncClient, headers: dict[str, str], document_id: str) -> None:
-    deadline = time.monotonic() + 180
-    while (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()["status"] != "processing":
-        assert time.monotonic() < deadline, "the document never started processing"
-        await asyncio.sleep(0.02)
+    await document_in(client, headers, document_id, ("processing",), max_interval=0.02)
+
+
+async def broker_idle(redis_url: str) -> bool:
+    """No message waiting and none taken but unacknowledged (`acks_late`: acked once its task is done)."""
+    async with Redis.from_url(redis_url) as redis:
+        return await queue_depth(redis) == 0 and await redis.hlen("unacked") == 0
 
 
 async def test_each_replacement_child_processes_documents_after_three_kills(
@@ -165,7 +157,7 @@ async def test_each_replacement_child_processes_documents_after_three_kills(
     after = (await upload(client, headers, b"Follow-up after the third kill: stable.", "after.txt")).json()["id"]
 
     for document_id in [*killed, after]:
-        done = await wait_for(client, headers, document_id, ("ready", "failed"), seconds=300)
+        done = await document_in(client, headers, document_id)
         assert done["status"] == "ready", done
         chunks = await chunk_rows(owner_engine, document_id)
         assert len(chunks) == done["chunk_count"]
@@ -202,7 +194,6 @@ async def test_broker_down_during_upload_is_processed_once_it_returns(
             accepted = await upload(broken, headers, b"Broker outage note about sepsis screening.", "sepsis.txt")
     assert accepted.status_code == 202
     document_id = accepted.json()["id"]
-    await asyncio.sleep(1)
     assert (await client.get(f"/v1/documents/{document_id}", headers=headers)).json()["status"] == "queued"
 
     queue = TaskQueue(services.redis_url)  # the broker is back: the reconciler's next run sends it
@@ -211,5 +202,5 @@ async def test_broker_down_during_upload_is_processed_once_it_returns(
     finally:
         queue.close()
     assert sent >= 1
-    done = await wait_for(client, headers, document_id, ("ready", "failed"))
+    done = await document_in(client, headers, document_id)
     assert done["status"] == "ready"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
 import uuid
 
 import httpx
@@ -14,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.harness import Tokens, upload
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -72,15 +71,13 @@ QUERIES = {
 
 
 async def _wait_ready(client: httpx.AsyncClient, headers: dict[str, str], ids: list[str]) -> None:
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
+    async def all_ready() -> bool:
         page = (await client.get("/v1/documents", params={"limit": 100}, headers=headers)).json()["items"]
         states = {d["id"]: d["status"] for d in page}
-        if all(states.get(i) == "ready" for i in ids):
-            return
         assert not any(states.get(i) == "failed" for i in ids), states
-        await asyncio.sleep(0.3)
-    raise AssertionError("documents did not become ready")
+        return all(states.get(i) == "ready" for i in ids)
+
+    await eventually(all_ready, "the corpus ready")
 
 
 @pytest.fixture(scope="module")

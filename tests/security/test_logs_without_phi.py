@@ -9,10 +9,8 @@ during the test are searched for them. Request ids are logged by design and carr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from core.logging import configure_logging
 from core.settings import Settings
 from tests.harness import Tokens, Worker
 from tests.sample_files import make_blank_pdf, make_encrypted_pdf, make_pdf
+from tests.waiting import eventually, wait_until
 
 PATIENT = "Zebulon Quartermaine-PHI"
 MRN = "MRN-99887766"
@@ -42,7 +41,6 @@ NOTE = (
 )
 METADATA = json.dumps({"patient": PATIENT, "mrn": MRN, "diagnosis": DIAGNOSIS})
 REQUEST_LOG_FIELDS = {"request_id", "route", "status", "duration_ms"}
-SETTLE_SECONDS = 240
 
 
 def project_json_formatter() -> logging.Formatter:
@@ -152,13 +150,11 @@ class Flow:
         )
 
     async def settle(self, headers: dict[str, str], ids: list[str]) -> dict[str, str]:
-        deadline = time.monotonic() + SETTLE_SECONDS
-        while time.monotonic() < deadline:
+        async def settled() -> dict[str, str] | None:
             states = {i: (await self.send("GET", f"/v1/documents/{i}", headers=headers)).json()["status"] for i in ids}
-            if all(state in ("ready", "failed") for state in states.values()):
-                return states
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"documents did not finish processing: {states}")
+            return states if all(state in ("ready", "failed") for state in states.values()) else None
+
+        return await eventually(settled, "every document ready or failed")
 
 
 def assert_no_phi_echo(response: httpx.Response) -> None:
@@ -173,13 +169,13 @@ def read_from(path: Path, offset: int) -> str:
 
 def wait_for_worker_log(path: Path, offset: int, finished: int) -> str:
     """The worker's log since `offset`, once it shows `finished` completed tasks (logged after the commit)."""
-    deadline = time.monotonic() + 30
-    while True:
+
+    def shown() -> str | None:
         written = read_from(path, offset)
         done = sum("ingest.process_document" in line and "succeeded" in line for line in written.splitlines())
-        if done >= finished or time.monotonic() > deadline:
-            return written
-        time.sleep(0.2)
+        return written if done >= finished else None
+
+    return wait_until(shown, f"{finished} finished tasks in the worker's log")
 
 
 async def test_no_phi_in_api_or_worker_logs(
