@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from api.errors import APIError
 from api.state import AppState
 from core.db import SYSTEM_TENANT_ID, Database
 from core.security import AuthError, Principal, Role
+from core.validation import PgText
 from models.audit import ActingSession, Actor, write_audit_event
 from models.provisioning import provision_user
 from models.tenant import Tenant
@@ -48,13 +51,28 @@ def not_found(resource_type: str, resource_id: object) -> Denied:
     return Denied(404, "not_found", f"{resource_type} not found", resource_type=resource_type, resource_id=resource_id)
 
 
+USER_AGENT = TypeAdapter(PgText)
+MAX_USER_AGENT_CHARS = 512
+
+
+def _user_agent(request: Request) -> str | None:
+    """The `User-Agent` the audit trail records, cut to 512 characters; a 422 naming the header (not a 500
+    from the driver) when PostgreSQL could not store it. Request ids, addresses and token claims are checked
+    where they are parsed (`api.middleware`, `core.security`)."""
+    raw = (request.headers.get("user-agent") or "")[:MAX_USER_AGENT_CHARS]
+    try:
+        return USER_AGENT.validate_python(raw) or None
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("header", "user-agent")} for error in exc.errors()]) from None
+
+
 def request_actor(request: Request, principal: Principal | None) -> Actor:
     return Actor(
         actor_id=principal.subject if principal else None,
         actor_type=("platform" if principal.is_platform_admin else "user") if principal else "anonymous",
         request_id=getattr(request.state, "request_id", None),
         ip_address=getattr(request.state, "client_ip", None),
-        user_agent=(request.headers.get("user-agent") or "")[:512] or None,
+        user_agent=_user_agent(request),
     )
 
 
@@ -101,6 +119,7 @@ def route_of(request: Request) -> str:
 async def authenticate(request: Request) -> Principal:
     """The caller's principal from `Authorization: Bearer`, or 401 (audited as `auth.denied`)."""
     state: AppState = request.app.state.phivault
+    anonymous = request_actor(request, None)  # first: a header the trail cannot store is a 422 for every caller
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     try:
@@ -108,9 +127,7 @@ async def authenticate(request: Request) -> Principal:
             raise AuthError("missing_token", "a bearer token is required")
         return state.verifier.verify(token.strip())
     except AuthError as exc:
-        await audit_denial(
-            state.database, request_actor(request, None), None, "auth.denied", exc.reason, route=route_of(request)
-        )
+        await audit_denial(state.database, anonymous, None, "auth.denied", exc.reason, route=route_of(request))
         raise APIError(401, exc.reason, exc.message) from exc
 
 

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.validation import PG_TEXT
 
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-
-    @field_validator("name")
-    @classmethod
-    def _no_nul(cls, value: str) -> str:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver (a 500).
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
+    name: Annotated[str, Field(min_length=1, max_length=200), PG_TEXT]
 
 
 class TenantUpdate(BaseModel):

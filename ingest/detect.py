@@ -171,9 +171,10 @@ def open_pdf(source: Path | BinaryIO, max_pages: int) -> PdfReader:
 def sanitize_filename(raw: str | None, max_length: int = 255) -> str:
     """A display-safe version of a client-supplied filename, at most `max_length` characters.
 
-    Keeps only the last path component (either separator), drops control and format characters
-    (NUL, CR/LF, bidi overrides...), normalises to NFC, collapses whitespace and removes leading dots
-    so the name can never be hidden, relative or a header injection. Truncation keeps a short
+    Keeps only the last path component (either separator), drops control, format and surrogate
+    characters (NUL, CR/LF, bidi overrides, lone surrogates...: so also all PostgreSQL could not store),
+    normalises to NFC, collapses whitespace and removes leading dots so the name can never be hidden,
+    relative or a header injection. Truncation keeps a short
     alphanumeric extension. Falls back to "document".
     """
     if max_length < 1:

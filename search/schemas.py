@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-import math
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from core.validation import PG_TEXT, PgJSONScalar
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 100
 MAX_DOCUMENT_IDS = 1000
 MAX_FILTERS = 20
 
-FilterValue = str | int | float | bool
+FilterKey = Annotated[str, Field(min_length=1, max_length=100), PG_TEXT]
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), PG_TEXT]
     k: int = Field(default=10, ge=1, le=MAX_K)
-    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0, allow_inf_nan=False)
     document_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_DOCUMENT_IDS)
-    filters: dict[str, FilterValue] | None = Field(default=None, max_length=MAX_FILTERS)
+    # Values follow the upload metadata's rules (`core.validation`), so a filter can match any stored value.
+    filters: dict[FilterKey, PgJSONScalar] | None = Field(default=None, max_length=MAX_FILTERS)
     mode: Literal["vector", "hybrid"] = "vector"
 
     @field_validator("query")
@@ -31,23 +33,7 @@ class SearchRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("query must contain text, not only whitespace")
-        if "\x00" in value:
-            raise ValueError("query must not contain NUL characters")
         return value.strip()
-
-    @field_validator("filters")
-    @classmethod
-    def _keys(cls, value: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
-        if value is None:
-            return value
-        if any(not key or len(key) > 100 or "\x00" in key for key in value):
-            raise ValueError("filter keys must be 1 to 100 characters without NUL")
-        for item in value.values():
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ValueError("filter numbers must be finite")
-            if isinstance(item, str) and "\x00" in item:
-                raise ValueError("filter values must not contain NUL characters")
-        return value
 
 
 class SearchResult(BaseModel):

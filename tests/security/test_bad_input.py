@@ -550,6 +550,9 @@ BAD_AUTH: dict[str, tuple[BadAuth, str]] = {
     "not-yet-valid": (lambda s, t: _bearer(_signed(s, _claims(t, nbf=int(time.time()) + 600))), "invalid_token"),
     "missing-exp": (lambda s, t: _bearer(_signed(s, _claims(t, exp=None))), "invalid_token"),
     "missing-sub": (lambda s, t: _bearer(_signed(s, _claims(t, sub=None))), "invalid_token"),
+    # A `sub` PostgreSQL could not store (it becomes the audit actor and a users row): refused with the token.
+    "sub-with-nul": (lambda s, t: _bearer(_signed(s, _claims(t, sub="alice\x00"))), "invalid_token"),
+    "sub-with-surrogate": (lambda s, t: _bearer(_signed(s, _claims(t, sub="alice" + chr(0xD800)))), "invalid_token"),
     "missing-role": (lambda s, t: _bearer(_signed(s, _claims(t, role=None))), "invalid_token"),
     "role-superuser": (lambda s, t: _bearer(_signed(s, _claims(t, role="superuser"))), "invalid_token"),
     "tenant-not-uuid": (lambda s, t: _bearer(_signed(s, _claims(t, tenant_id="clinic-1"))), "invalid_token"),
