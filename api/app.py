@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.limits import UploadSizeLimitMiddleware
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.rate_limits import RateLimits
 from api.routes import audit, documents, health, metrics, search, tenants
 from api.state import AppState
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(documents.router)
     app.include_router(search.router)
     app.include_router(audit.router)
+    install_openapi(app)
     return app

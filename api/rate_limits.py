@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import limits
 from fastapi import Depends, Request
@@ -34,11 +34,6 @@ Operation = Literal["upload", "search"]
 
 STORE_TIMEOUT_SECONDS = 0.5
 """How long a limiter call may wait on Redis before the request is let through."""
-
-RATE_LIMITED_RESPONSE: dict[int | str, dict[str, Any]] = {
-    429: {"description": "a per-user or per-tenant rate limit was reached; see `Retry-After`"}
-}
-
 
 class RateLimited(APIError):
     """429 `rate_limited`; `Retry-After` is the whole seconds until the window admits another request."""

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -14,7 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from api.context import TenantScope, tenant_scope
 from api.errors import APIError
+from api.openapi import BEARER, error_responses
 from api.schemas import AuditEventOut, AuditPage, ChainVerification
+from core.validation import PG_TEXT, PgDateTime
 from models.audit_trail import AuditFilters, VerificationIncomplete, list_events, stream_events, verify_and_record
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
@@ -24,21 +25,14 @@ EXPORT_FIELDS = list(AuditEventOut.model_fields)
 VERIFY_RETRY_AFTER_SECONDS = 60
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    """A time without an offset is taken as UTC, so naive and aware bounds compare."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _filters(
-    action: Annotated[str | None, Query(max_length=100)] = None,
-    actor_id: Annotated[str | None, Query(max_length=255)] = None,
-    resource_id: Annotated[str | None, Query(max_length=255)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    action: Annotated[str | None, Query(max_length=100), PG_TEXT] = None,
+    actor_id: Annotated[str | None, Query(max_length=255), PG_TEXT] = None,
+    resource_id: Annotated[str | None, Query(max_length=255), PG_TEXT] = None,
+    since: PgDateTime | None = None,
+    until: PgDateTime | None = None,
 ) -> AuditFilters:
-    since, until = _utc(since), _utc(until)
+    """A dependency, so a bad filter is refused before the export's stream starts (never a 200 cut off)."""
     if since is not None and until is not None and since >= until:
         raise APIError(422, "validation_error", "since must be earlier than until")
     return AuditFilters(action=action, actor_id=actor_id, resource_id=resource_id, since=since, until=until)
@@ -47,12 +41,12 @@ def _filters(
 Filters = Annotated[AuditFilters, Depends(_filters)]
 
 
-@router.get("", response_model=AuditPage)
+@router.get("", response_model=AuditPage, responses=error_responses(401, 403, 422, 503), openapi_extra=BEARER)
 async def read_audit_logs(
     scope: Admins,
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$"), PG_TEXT] = None,
 ) -> AuditPage:
     async with scope.transaction() as tx:
         events = await list_events(
@@ -83,7 +77,15 @@ def _csv_line(values: Sequence[object]) -> str:
     return buffer.getvalue()
 
 
-@router.get("/export", response_class=StreamingResponse)
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/x-ndjson": {}, "text/csv": {}}, "description": "the events, oldest first"},
+        **error_responses(401, 403, 422, 503),
+    },
+    openapi_extra=BEARER,
+)
 async def export_audit_logs(
     scope: Admins, filters: Filters, export_format: Annotated[Literal["jsonl", "csv"], Query(alias="format")] = "jsonl"
 ) -> StreamingResponse:
@@ -115,7 +117,7 @@ async def export_audit_logs(
     )
 
 
-@router.get("/verify", response_model=ChainVerification)
+@router.get("/verify", response_model=ChainVerification, responses=error_responses(401, 403, 503), openapi_extra=BEARER)
 async def verify_audit_logs(scope: Admins) -> ChainVerification:
     async with scope.transaction() as tx:
         report = await verify_and_record(tx, timeout_seconds=scope.state.settings.audit_verify_timeout_seconds)

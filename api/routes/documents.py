@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import json
-import math
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import JsonValue, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
 from api.context import TenantScope, not_found, tenant_scope
 from api.errors import APIError
-from api.rate_limits import RATE_LIMITED_RESPONSE, rate_limited
+from api.openapi import BEARER, error_responses, link
+from api.rate_limits import rate_limited
 from api.schemas import DocumentOut, DocumentPage, UploadOut
 from core.storage import ObjectStore
+from core.validation import PG_TEXT, PgJSONObject, PgText, check_pg_datetime
 from ingest.detect import RejectedUpload, UploadLimits, sanitize_filename
+from ingest.processing import CLAIMABLE
 from ingest.repository import find_live_by_sha256, get_document, get_live_document, list_documents
-from ingest.upload import detect_type, spooled, store_upload, tenant_key_ref
+from ingest.upload import detect_type, open_plaintext, spooled, store_upload, tenant_key_ref
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -34,58 +35,28 @@ Uploaders = Annotated[TenantScope, Depends(rate_limited("upload", tenant_scope("
 DocumentStatus = Literal["queued", "processing", "ready", "failed"]
 
 MAX_METADATA_BYTES = 16 * 1024
-MAX_METADATA_DEPTH = 32
+METADATA_TEXT = TypeAdapter(PgText)
+METADATA = TypeAdapter(PgJSONObject)
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("the number is out of range")
-    return value
+def _parse_metadata(raw: object) -> dict[str, JsonValue]:
+    """The upload's `metadata` form field: a JSON object jsonb can store (`core.validation`), or 422.
 
-
-def _storable(value: object) -> bool:
-    """Whether PostgreSQL's jsonb takes `value`: no NUL or unpaired surrogate in any string, bounded nesting."""
-    pending: list[tuple[object, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item or any("\ud800" <= char <= "\udfff" for char in item):
-                return False
-        elif isinstance(item, dict | list):
-            if depth > MAX_METADATA_DEPTH:
-                return False
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-    return True
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_metadata(raw: object) -> dict[str, Any]:
+    Reasons only: keys are chosen by the client and could be PHI, so no location inside the object is named.
+    """
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
         return {}
     if not isinstance(raw, str):
-        raise APIError(422, "invalid_metadata", "metadata must be a form field holding a JSON object")
-    if len(raw.encode()) > MAX_METADATA_BYTES:
-        raise APIError(422, "invalid_metadata", f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        raise APIError(422, "invalid_metadata", "metadata: must be a form field holding a JSON object")
     try:
-        # NaN, Infinity and numbers beyond a double are not JSON PostgreSQL accepts (jsonb): refuse them here.
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError) as exc:
-        raise APIError(422, "invalid_metadata", "metadata must be a JSON object") from exc
-    if not isinstance(value, dict):
-        raise APIError(422, "invalid_metadata", "metadata must be a JSON object")
-    if not _storable(value):
-        raise APIError(
-            422,
-            "invalid_metadata",
-            "metadata must not contain NUL characters or unpaired surrogates, "
-            f"nor nest deeper than {MAX_METADATA_DEPTH} levels",
-        )
-    return value
+        # Its own text first: a multipart charset such as `unicode_escape` can put NUL or a lone surrogate in it.
+        text = METADATA_TEXT.validate_python(raw)
+        if len(text.encode()) > MAX_METADATA_BYTES:
+            raise APIError(422, "invalid_metadata", f"metadata: must be at most {MAX_METADATA_BYTES} bytes of JSON")
+        return METADATA.validate_json(text)
+    except ValidationError as exc:
+        reasons = dict.fromkeys(str(error["msg"]) for error in exc.errors())
+        raise APIError(422, "invalid_metadata", "metadata: " + "; ".join(reasons)) from None
 
 
 UPLOAD_BODY = {
@@ -96,6 +67,7 @@ UPLOAD_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "the document"},
                         "metadata": {"type": "string", "description": "a JSON object stored with the document"},
@@ -106,16 +78,23 @@ UPLOAD_BODY = {
     }
 }
 
+UPLOADED_LINKS = {
+    "read": link("get", "/v1/documents/{document_id}", document_id="$response.body#/id"),
+    "download": link("get", "/v1/documents/{document_id}/content", document_id="$response.body#/id"),
+    "delete": link("delete", "/v1/documents/{document_id}", document_id="$response.body#/id"),
+}
+
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadOut,
     responses={
-        200: {"model": UploadOut, "description": "the same content was already uploaded"},
-        **RATE_LIMITED_RESPONSE,
+        200: {"model": UploadOut, "description": "the same content was already uploaded", "links": UPLOADED_LINKS},
+        202: {"links": UPLOADED_LINKS},
+        **error_responses(400, 401, 403, 413, 415, 422, 429, 503),
     },
-    openapi_extra=UPLOAD_BODY,
+    openapi_extra={**UPLOAD_BODY, **BEARER},
 )
 async def upload_document(request: Request, scope: Uploaders) -> Response:
     """The body is read only after the token and role are checked (hence no File/Form parameters)."""
@@ -156,20 +135,18 @@ def _encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created_at, _, document_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        after = datetime.fromisoformat(created_at)
-        # In UTC here: a date at the edge of datetime's range with an offset overflows (the driver would 500).
-        after = (after if after.tzinfo else after.replace(tzinfo=UTC)).astimezone(UTC)
-        return after, uuid.UUID(document_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        # A cursor is client-supplied too: its date must be in the window every date-time is (a ValueError if not).
+        return check_pg_datetime(datetime.fromisoformat(created_at)), uuid.UUID(document_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise APIError(422, "invalid_cursor", "the cursor is not one this API returned") from exc
 
 
-@router.get("", response_model=DocumentPage)
+@router.get("", response_model=DocumentPage, responses=error_responses(401, 403, 422, 503), openapi_extra=BEARER)
 async def list_tenant_documents(
     scope: Readers,
     status_filter: Annotated[DocumentStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), PG_TEXT] = None,
 ) -> DocumentPage:
     after = _decode_cursor(cursor) if cursor else None
     async with scope.transaction() as tx:
@@ -184,7 +161,12 @@ async def list_tenant_documents(
     return DocumentPage(items=[DocumentOut.model_validate(d) for d in page], next_cursor=next_cursor)
 
 
-@router.get("/{document_id}", response_model=DocumentOut)
+@router.get(
+    "/{document_id}",
+    response_model=DocumentOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+    openapi_extra=BEARER,
+)
 async def get_tenant_document(scope: Readers, document_id: uuid.UUID) -> DocumentOut:
     async with scope.transaction() as tx:
         document = await get_live_document(tx.session, tx.tenant.id, document_id)
@@ -199,17 +181,20 @@ def _content_disposition(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
 
 
-@router.get("/{document_id}/content", response_class=StreamingResponse)
+@router.get(
+    "/{document_id}/content",
+    response_class=StreamingResponse,
+    responses=error_responses(401, 403, 404, 422, 503),
+    openapi_extra=BEARER,
+)
 async def download_document(scope: Writers, document_id: uuid.UUID) -> StreamingResponse:
     store: ObjectStore = scope.state.store
     async with scope.transaction() as tx:
         document = await get_live_document(tx.session, tx.tenant.id, document_id)
         if document is None:
             raise not_found("document", document_id)
-        keys = tenant_key_ref(tx.tenant)
         # Decrypt the first piece before committing the audit event, so a failure is an error, not a download.
-        chunks: Iterator[bytes] = store.iter_plaintext(keys, document_id)
-        first = await asyncio.to_thread(next, chunks, b"")
+        first, chunks = await open_plaintext(store, tenant_key_ref(tx.tenant), document_id)
         await tx.audit(
             "document.downloaded",
             resource_type="document",
@@ -233,7 +218,19 @@ async def download_document(scope: Writers, document_id: uuid.UUID) -> Streaming
     )
 
 
-@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{document_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        204: {
+            "links": {
+                "restore": link("post", "/v1/documents/{document_id}/restore", document_id="$request.path.document_id")
+            }
+        },
+        **error_responses(401, 403, 404, 422, 503),
+    },
+    openapi_extra=BEARER,
+)
 async def delete_document(scope: Writers, document_id: uuid.UUID) -> Response:
     async with scope.transaction() as tx:
         document = await get_live_document(tx.session, tx.tenant.id, document_id, for_update=True)
@@ -244,7 +241,12 @@ async def delete_document(scope: Writers, document_id: uuid.UUID) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{document_id}/restore", response_model=DocumentOut)
+@router.post(
+    "/{document_id}/restore",
+    response_model=DocumentOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503),
+    openapi_extra=BEARER,
+)
 async def restore_document(scope: Writers, document_id: uuid.UUID) -> DocumentOut:
     retention = timedelta(days=scope.state.settings.retention_days)
     async with scope.transaction() as tx:
@@ -259,4 +261,6 @@ async def restore_document(scope: Writers, document_id: uuid.UUID) -> DocumentOu
         await tx.session.flush()
         await tx.audit("document.restored", resource_type="document", resource_id=document_id)
         await tx.session.refresh(document)
+    if document.status in CLAIMABLE:  # the worker skips deleted documents: send unfinished work again
+        await scope.state.enqueue(scope.tenant_id, document_id)
     return DocumentOut.model_validate(document)

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.errors import APIError
 from api.metrics import METRICS_PATH
+from api.openapi import METRICS_BEARER, error_responses
 from api.state import AppState
 from core.metrics_auth import require_metrics_token
 from core.security import AuthError
@@ -23,8 +24,9 @@ router = APIRouter(tags=["health"])
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
-        401: {"description": "the metrics token is configured and was not sent, or is wrong"},
+        **error_responses(401),
     },
+    openapi_extra=METRICS_BEARER,
 )
 async def metrics(request: Request) -> Response:
     """Process, request, document, queue and search metrics."""

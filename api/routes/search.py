@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from api.context import TenantScope, tenant_scope
-from api.rate_limits import RATE_LIMITED_RESPONSE, rate_limited
+from api.openapi import BEARER, error_responses
+from api.rate_limits import rate_limited
 from search.schemas import SearchRequest, SearchResponse
 from search.service import search
 
@@ -16,7 +17,9 @@ router = APIRouter(prefix="/v1/search", tags=["search"])
 Searchers = Annotated[TenantScope, Depends(rate_limited("search", tenant_scope("admin", "member", "viewer")))]
 
 
-@router.post("", response_model=SearchResponse, responses=RATE_LIMITED_RESPONSE)
+@router.post(
+    "", response_model=SearchResponse, responses=error_responses(400, 401, 403, 422, 429, 503), openapi_extra=BEARER
+)
 async def search_documents(scope: Searchers, body: SearchRequest) -> SearchResponse:
     settings = scope.state.settings
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up

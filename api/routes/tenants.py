@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, status
 
 from api.context import PlatformScope, audit_denial, platform_scope, route_of
 from api.errors import APIError
+from api.openapi import BEARER, error_responses
 from api.schemas import TenantCreate, TenantOut, TenantUpdate
 from models.tenancy import TenantNameError, create_tenant, get_tenant, key_provisioner, set_tenant_status
 
@@ -17,7 +18,13 @@ router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 Platform = Annotated[PlatformScope, Depends(platform_scope)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TenantOut,
+    responses=error_responses(400, 401, 403, 422, 503),
+    openapi_extra=BEARER,
+)
 async def create(scope: Platform, body: TenantCreate) -> TenantOut:
     try:
         tenant = await create_tenant(scope.state.database, body.name, scope.actor, key_provisioner(scope.state.keys))
@@ -40,7 +47,9 @@ async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
     return APIError(404, "not_found", "tenant not found")
 
 
-@router.get("/{tenant_id}", response_model=TenantOut)
+@router.get(
+    "/{tenant_id}", response_model=TenantOut, responses=error_responses(401, 403, 404, 422, 503), openapi_extra=BEARER
+)
 async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     tenant = await get_tenant(scope.state.database, tenant_id, scope.actor)
     if tenant is None:
@@ -48,7 +57,12 @@ async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     return TenantOut.model_validate(tenant)
 
 
-@router.patch("/{tenant_id}", response_model=TenantOut)
+@router.patch(
+    "/{tenant_id}",
+    response_model=TenantOut,
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+    openapi_extra=BEARER,
+)
 async def update(scope: Platform, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantOut:
     tenant = await set_tenant_status(scope.state.database, tenant_id, body.status, scope.actor)
     if tenant is None:
