@@ -6,6 +6,8 @@
 * One structured log line per request: request id, tenant id, route template, status, duration.
 * An unexpected exception becomes a JSON 500 here and is logged by type only: exception messages
   from drivers can quote row data, and the server's own traceback logging would print them.
+  A dependency outage that reaches this layer (from a middleware, outside the app's exception
+  handlers) is the same 503 as inside (`api.errors.unavailable`), logged as a warning.
 * A client that goes away mid-request (an upload cut off) is logged at info level as status 499,
   the convention for "client closed request": it is not a server error.
 * Security headers on every response, here and nowhere else: nothing is cached, sniffed, framed
@@ -25,6 +27,8 @@ from collections.abc import Sequence
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import APIError, log_unavailable, unavailable
 
 log = logging.getLogger("phivault.request")
 
@@ -74,7 +78,13 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
             return False
         return any(ip in network for network in trusted)
 
-    if peer is None or not forwarded_for or not is_trusted(peer):
+    if peer is None:
+        return None
+    try:
+        ipaddress.ip_address(peer)
+    except ValueError:
+        return None  # a peer that is no IP address (a test client's name, a socket path) is unknown
+    if not forwarded_for or not is_trusted(peer):
         return peer
     for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
         try:
@@ -125,9 +135,13 @@ class RequestContextMiddleware:
             status = CLIENT_CLOSED_REQUEST
             log.info("client disconnected", extra={"request_id": request_id})
         except Exception as exc:
-            log.error("unhandled error", extra={"request_id": request_id, "error_type": type(exc).__name__})
+            error = unavailable(exc)
+            if error is None:
+                log.error("unhandled error", extra={"request_id": request_id, "error_type": type(exc).__name__})
+            else:
+                log_unavailable(exc, request_id)
             if not started_response:
-                await _internal_error(send_with_id, request_id)
+                await _send_error(send_with_id, request_id, error)
         finally:
             route = scope.get("route")
             log.info(
@@ -143,15 +157,13 @@ class RequestContextMiddleware:
             )
 
 
-async def _internal_error(send: Send, request_id: str) -> None:
-    body = json.dumps(
-        {"error": {"code": "internal_error", "message": "internal server error", "request_id": request_id}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
+async def _send_error(send: Send, request_id: str, error: APIError | None) -> None:
+    """`error` in the error shape, or a 500 `internal_error` when there is none."""
+    error = error or APIError(500, "internal_error", "internal server error")
+    body = json.dumps({"error": {"code": error.code, "message": error.message, "request_id": request_id}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.extend(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (error.headers or {}).items()
     )
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})

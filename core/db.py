@@ -5,6 +5,12 @@ workers connect as `phivault_app`, which cannot bypass row-level security. Every
 transaction that touches tenant data is opened by `tenant_session`, which first
 sets `app.tenant_id` for that transaction only (`set_config(..., true)`), so a
 pooled connection never carries one tenant's context into another's request.
+
+When PostgreSQL goes away, the pool recovers by itself: a connection that broke
+mid-use is invalidated, and every pooled one is pinged at checkout (`pool_pre_ping`),
+so the first request after PostgreSQL is back gets a fresh connection.
+`database_unavailable` says which errors are such an outage (the API answers 503,
+the worker retries) rather than a fault of the statement.
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
+import asyncpg
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.settings import APP_ROLE, Settings
 
@@ -25,9 +35,48 @@ SYSTEM_TENANT_ID = uuid.UUID(int=0)
 
 _SET_TENANT = text("SELECT set_config('app.tenant_id', :tid, true)")
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long opening one connection may take (asyncpg's own default is 60 s, which holds a request that long)."""
+
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+"""admin_shutdown, crash_shutdown, cannot_connect_now (starting up or shutting down), too_many_connections;
+besides these, every code of class 08 (connection_exception)."""
+
 
 class UnsafeDatabaseRole(RuntimeError):
     """The runtime role could bypass tenant isolation or the append-only audit log."""
+
+
+class DatabaseUnreachable(ConnectionError):
+    """No connection to PostgreSQL could be opened (refused, reset, timed out, no such host).
+
+    The driver raises these as bare `OSError`s, which would be indistinguishable from a failing disk;
+    the engine's connect hook re-raises them as this, with the original as `__cause__`.
+    """
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL being unreachable or not serving for now, so that a retry may succeed.
+
+    True for: no connection could be opened; the connection broke (SQLAlchemy invalidated it, or the
+    driver saw it close); the server is shutting down, crashed or starting up; no free connection slot,
+    in the server or in the pool. Every other error (a constraint, a type, a permission, a syntax
+    error) is about the statement itself, and stays what it is.
+    """
+    if isinstance(exc, DatabaseUnreachable | PoolTimeoutError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, asyncpg.ConnectionDoesNotExistError):
+            return True
+        if isinstance(cause, asyncpg.PostgresError):
+            return cause.sqlstate.startswith("08") or cause.sqlstate in _UNAVAILABLE_SQLSTATES
+        cause = cause.__cause__
+    return False
 
 
 def to_asyncpg_url(url: str) -> URL:
@@ -58,13 +107,25 @@ def database_urls(settings: Settings, owner_url: str) -> DatabaseUrls:
 
 
 def create_engine(url: URL, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    """The pooled engine; statement parameters never appear in its errors (they can hold PHI)."""
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
+        hide_parameters=True,
         connect_args=connect_args(settings),
     )
+    event.listen(engine.sync_engine, "do_connect", _connect)
+    return engine
+
+
+def _connect(dialect: Dialect, _record: ConnectionPoolEntry, cargs: Any, cparams: Any) -> Any:
+    """The dialect's own connect, with the driver's socket-level failures named `DatabaseUnreachable`."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, TimeoutError) as exc:
+        raise DatabaseUnreachable(f"cannot connect to the database ({type(exc).__name__})") from exc
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:
@@ -75,7 +136,7 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     every statement gets a unique name. `tenant_session` needs nothing more, because its
     `set_config(..., true)` lasts exactly one transaction, which PgBouncer never splits.
     """
-    args: dict[str, Any] = {"server_settings": {"application_name": "phivault"}}
+    args: dict[str, Any] = {"server_settings": {"application_name": "phivault"}, "timeout": CONNECT_TIMEOUT_SECONDS}
     if settings.db_pgbouncer:
         args.update(
             statement_cache_size=0,

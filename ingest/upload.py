@@ -1,8 +1,14 @@
 """Receiving an upload: spool, hash, detect, dedupe, encrypt-and-store, record, enqueue.
 
-The object is stored before its row is written and removed again if the row
-cannot be committed, so there is never a `documents` row without its object.
-The row and its audit event share one transaction; the task is sent after commit.
+The object is stored before its row is written, and removed again (compensation)
+if the put or the row fails, so a failed upload leaves neither a `documents` row
+nor an object. The row and its audit event share one transaction; the task is sent
+after commit. A store that fails (disk, S3 or KMS unreachable, a 5xx) raises
+`StorageUnavailable`, which the API answers with 503: the client may retry.
+
+One window remains: a commit whose acknowledgement is lost with the connection is
+taken as not committed, so its object is removed; if the row did commit, its
+processing fails with a reason (the object is missing), and nothing is silently lost.
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ import logging
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import botocore.exceptions
+from boto3.exceptions import S3UploadFailedError
 from sqlalchemy.exc import IntegrityError
 
 from core.db import Database
@@ -54,6 +62,28 @@ class UploadOutcome:
 
 class TenantUnavailable(Exception):
     """The tenant does not exist, was deleted or is suspended."""
+
+
+class StorageUnavailable(Exception):
+    """The object store, or the key service it encrypts with, could not take the upload; nothing was kept."""
+
+
+_THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"})
+
+
+def _storage_fault(exc: BaseException) -> bool:
+    """Whether `exc` from a store is the store failing (a later attempt may succeed) rather than a bug.
+
+    Local I/O errors (disk full, read-only, I/O error); S3 or KMS unreachable, timing out or cutting the
+    connection; their 5xx and throttling answers, also as boto3's `S3UploadFailedError`. A 4xx such as a
+    missing bucket or a denied key is a deployment fault and stays an error.
+    """
+    if isinstance(exc, S3UploadFailedError):
+        return exc.__context__ is not None and _storage_fault(exc.__context__)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or exc.response.get("Error", {}).get("Code", "") in _THROTTLING_CODES
+    return isinstance(exc, OSError | botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError)
 
 
 def service_transaction(db: Database, tenant_id: uuid.UUID, actor: Actor) -> TransactionFactory:
@@ -132,8 +162,8 @@ async def store_upload(
         tenant_id, keys = tx.tenant.id, tenant_key_ref(tx.tenant)
 
     document_id = uuid.uuid4()
-    stored = await asyncio.to_thread(_put, store, keys, document_id, upload.path)
     try:
+        stored = await asyncio.to_thread(_put, store, keys, document_id, upload.path)
         async with transaction() as tx:
             document = Document(
                 id=document_id,
@@ -158,7 +188,7 @@ async def store_upload(
             )
             await tx.session.refresh(document)
     except BaseException as exc:
-        await asyncio.to_thread(store.delete, tenant_id, document_id)
+        await _discard(store, tenant_id, document_id)
         if isinstance(exc, IntegrityError) and "uq_documents_tenant_id_sha256" in str(exc.orig):
             # The same content won a race with us: answer as a duplicate of it.
             async with transaction() as tx:
@@ -181,4 +211,44 @@ async def _duplicate(tx: ActingSession, sha256: str) -> Document | None:
 
 def _put(store: ObjectStore, keys: TenantKeyRef, document_id: uuid.UUID, path: Path) -> StoredObject:
     with path.open("rb") as source:
-        return store.put(keys, document_id, source)
+        try:
+            return store.put(keys, document_id, source)
+        except Exception as exc:
+            if _storage_fault(exc):
+                raise StorageUnavailable(f"the object store failed ({type(exc).__name__})") from exc
+            raise
+
+
+async def open_plaintext(
+    store: ObjectStore, keys: TenantKeyRef, document_id: uuid.UUID
+) -> tuple[bytes, Iterator[bytes]]:
+    """A stored document's first decrypted piece, and an iterator over the rest.
+
+    Reading the first piece fetches and authenticates the object, so a store that is down is met here,
+    before any response starts, as `StorageUnavailable` (a 503 the client may retry)."""
+
+    def first() -> tuple[bytes, Iterator[bytes]]:
+        try:
+            pieces = store.iter_plaintext(keys, document_id)
+            return next(pieces, b""), pieces
+        except Exception as exc:
+            if _storage_fault(exc):
+                raise StorageUnavailable(f"the object store failed ({type(exc).__name__})") from exc
+            raise
+
+    return await asyncio.to_thread(first)
+
+
+async def _discard(store: ObjectStore, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
+    """Remove whatever a failed upload left in the store; a store that cannot is logged, and the first error kept.
+
+    Also after a failed put: one can fail after its object became visible (S3's check of the stored
+    object's encryption, a directory sync after the rename).
+    """
+    try:
+        await asyncio.to_thread(store.delete, tenant_id, document_id)
+    except Exception as exc:
+        log.warning(
+            "could not remove the object of a failed upload",
+            extra={"document_id": str(document_id), "error_type": type(exc).__name__},
+        )

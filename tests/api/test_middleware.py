@@ -27,11 +27,14 @@ PROXIES = parse_networks(["10.0.0.0/8", "127.0.0.1/32"])
         ("10.1.2.3", "not-an-ip", "10.1.2.3"),
         ("10.1.2.3", None, "10.1.2.3"),
         ("10.1.2.3", "10.4.4.4", "10.1.2.3"),  # only proxies: the peer
+        ("testclient", "198.51.100.1", None),  # a peer that is no IP address is unknown, never stored as one
+        ("/run/phivault.sock", None, None),
     ],
 )
-def test_client_address(peer: str, forwarded: str | None, expected: str) -> None:
+def test_client_address(peer: str, forwarded: str | None, expected: str | None) -> None:
     assert client_address(peer, forwarded, PROXIES) == expected
-    ipaddress.ip_address(expected)
+    if expected is not None:
+        ipaddress.ip_address(expected)
 
 
 async def test_forwarded_address_is_audited_only_from_a_trusted_proxy(

