@@ -8,7 +8,7 @@ RUNTIME_LOCK := requirements-runtime.lock
 # `make lock` refreshes every pin; `make lock LOCK_ARGS=` only adds what pyproject.toml newly asks for.
 LOCK_ARGS ?= --upgrade
 
-.PHONY: install lock run test lint typecheck bench bench-ingest bench-search clean
+.PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-peers fuzz soak clean
 
 install: $(STAMP)
 
@@ -46,13 +46,29 @@ typecheck: install
 test: install lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: bench-ingest bench-search
+# tests/fuzz at length: schemathesis against every operation, hypothesis against detection, extraction and
+# chunking, PHIVAULT_FUZZ_EXAMPLES examples per test (default 400; `make test` runs a few). Prints what it
+# tried (operations, requests by status, examples) and what it found (failures by check).
+fuzz: install
+	HF_HUB_OFFLINE=1 PHIVAULT_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz -q --timeout=3600
+
+# Isolation under load (tests/soak): its own PostgreSQL, Redis, `phivault api` on 127.0.0.1 and a worker; 20 tenants
+# uploading, searching, listing, reading, downloading, deleting, restoring and reading their audit trails at once,
+# every answer checked against its tenant. Bounded in requests and time; options: SOAK_ARGS="--documents 10 ...".
+soak: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.soak $(SOAK_ARGS)
+
+bench: bench-ingest bench-search bench-peers
 
 bench-ingest: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest
 
 bench-search: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.search
+
+# PHIVault against langchain-postgres and llama-index; installs their own virtualenv (bench/.peers-venv) on first use.
+bench-peers: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.peers $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
