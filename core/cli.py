@@ -97,7 +97,7 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
 
 @app.command()
 def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
-    """Run a Celery worker."""
+    """Run a Celery worker (it also runs the reconciler: see ingest.tasks)."""
     settings = _settings()
     services = resolve_services(settings)
     _verify_runtime_role(settings, services)
@@ -105,11 +105,9 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     from ingest.worker_metrics import serve_worker_metrics
 
     with serve_worker_metrics(settings):  # PHIVAULT_WORKER_METRICS_PORT, from this (the main) process
-        configure_celery(
-            services.redis_url,
-            reconcile_every=settings.reconcile_interval_seconds,
-            purge_every=settings.purge_interval_seconds,
-        ).worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"])
+        configure_celery(services.redis_url, settings).worker_main(
+            ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"]
+        )
 
 
 @app.command()
@@ -120,11 +118,7 @@ def beat() -> None:
     from core.celery_app import configure_celery
 
     schedule = settings.data_dir.resolve() / "celerybeat-schedule"
-    configure_celery(
-        services.redis_url,
-        reconcile_every=settings.reconcile_interval_seconds,
-        purge_every=settings.purge_interval_seconds,
-    ).start(["beat", "--loglevel=INFO", f"--schedule={schedule}"])
+    configure_celery(services.redis_url, settings).start(["beat", "--loglevel=INFO", f"--schedule={schedule}"])
 
 
 @app.command()

@@ -83,9 +83,19 @@ class Settings(BaseSettings):
     """Uploads per tenant, all its users together."""
     rate_limit_tenant_search: str = "1200/minute"
 
-    queued_timeout_seconds: int = Field(default=300, ge=1)
-    processing_timeout_seconds: int = Field(default=900, ge=1)
-    reconcile_interval_seconds: int = Field(default=60, ge=1)
+    queued_timeout_seconds: int = Field(default=60, ge=1)
+    """A `queued` document not waiting in the broker's queue is sent again once it is this old."""
+    processing_timeout_seconds: int = Field(default=60, ge=4)
+    """A claim's lease: a worker renews it four times per period while it works, so a `processing`
+    document unrenewed this long has lost its worker and is sent again (see `ingest.processing`)."""
+    reconcile_interval_seconds: int = Field(default=30, ge=1)
+    """How often every worker (and beat) runs the reconciler. With the two timeouts above it bounds
+    recovery after a whole worker is killed: a document is sent again within timeout + interval."""
+    broker_visibility_timeout_seconds: int = Field(default=86400, ge=3600)
+    """Redis hands a taken but unacknowledged message to another worker after this long. It must exceed
+    the longest task (a document at the extraction limits with a large model on a CPU can take hours)
+    plus the longest retry countdown, or a live task would be taken over; recovery from a dead worker
+    never waits for it (the reconciler sends its documents again within a minute or two)."""
     purge_interval_seconds: int = Field(default=3600, ge=1)
     audit_verify_timeout_seconds: float = Field(default=300, gt=0)
     """The longest one chain verification may run (PostgreSQL `statement_timeout`); past it the check is

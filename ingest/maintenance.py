@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 
 from core.db import Database
 from core.storage import ObjectStore
@@ -31,41 +31,59 @@ async def tenant_ids(db: Database) -> list[uuid.UUID]:
 
 
 async def reconcile(
-    db: Database, enqueue: Enqueue, *, queued_after: timedelta, processing_after: timedelta, batch: int = 500
+    db: Database,
+    enqueue: Enqueue,
+    *,
+    queued_after: timedelta,
+    processing_after: timedelta,
+    in_queue: Collection[uuid.UUID] | None = frozenset(),
+    batch: int = 500,
 ) -> int:
-    """Send again the documents left `queued` or `processing` longer than the given ages."""
-    now = datetime.now(UTC)
+    """Send again what no worker holds: documents `queued` longer than `queued_after` whose message is
+    not waiting in the queue (`in_queue`; None: unknown, so no `queued` one is sent), and documents
+    whose `processing` claim has not been renewed for `processing_after` (its worker died).
+
+    Safe to run from every worker and beat at once: each such document is locked (rows another run
+    holds are skipped), set back to `queued` with a fresh `updated_at` and audited in one transaction,
+    and sent after the commit, so a concurrent or later run finds it fresh and leaves it alone. A
+    document sent twice is still processed once (see `ingest.processing.claim`).
+    """
     sent = 0
     for tenant_id in await tenant_ids(db):
         async with db.tenant_session(tenant_id) as session:
             tenant = await session.get(Tenant, tenant_id)
             if tenant is None or tenant.status != "active":
                 continue
-            stale = list(
-                (
-                    await session.scalars(
-                        select(Document.id)
-                        .where(
-                            Document.tenant_id == tenant_id,
-                            Document.deleted_at.is_(None),
-                            or_(
-                                (Document.status == "queued") & (Document.updated_at < now - queued_after),
-                                (Document.status == "processing") & (Document.updated_at < now - processing_after),
-                            ),
-                        )
-                        .order_by(Document.updated_at)
-                        .limit(batch)
+            queued = (Document.status == "queued") & (Document.updated_at < func.now() - queued_after)
+            lapsed = (Document.status == "processing") & (Document.updated_at < func.now() - processing_after)
+            candidates = (
+                await session.scalars(
+                    select(Document)
+                    .where(
+                        Document.tenant_id == tenant_id,
+                        Document.deleted_at.is_(None),
+                        or_(lapsed, queued) if in_queue is not None else lapsed,
                     )
-                ).all()
-            )
-            for document_id in stale:
+                    .order_by(Document.updated_at)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            waiting = in_queue or frozenset()
+            stale = [
+                document for document in candidates if document.status == "processing" or document.id not in waiting
+            ]
+            for document in stale:
+                document.status = "queued"
+                document.updated_at = func.now()
                 await write_audit_event(
                     session,
                     WORKER_ACTOR.event(
-                        tenant_id, "document.requeued", resource_type="document", resource_id=document_id
+                        tenant_id, "document.requeued", resource_type="document", resource_id=document.id
                     ),
                 )
-        for document_id in stale:
+            stale_ids = [document.id for document in stale]
+        for document_id in stale_ids:
             sent += int(await enqueue(tenant_id, document_id))
     return sent
 

@@ -2,9 +2,18 @@
 
 Three steps, so no transaction stays open while the CPU works:
 1. claim: lock the row, mark it `processing`, count the attempt (commit);
-2. outside any transaction: fetch and decrypt, extract, chunk, embed;
+2. outside any transaction: fetch and decrypt, extract, chunk, embed, while renewing the claim;
 3. finish: lock the row again, replace its chunks, mark it `ready` and audit (one commit).
-Running it twice, or two workers at once, leaves exactly one set of chunks.
+
+A claim is a lease: its holder renews it (`updated_at`) four times per lease period
+(`PHIVAULT_PROCESSING_TIMEOUT_SECONDS`) for as long as it works, so a `processing` document whose
+lease has lapsed has lost its worker: the reconciler sets it back to `queued` and sends it again.
+A second message for a document a live worker holds (a restore, a duplicate) is dropped, not run
+beside it; only a message that comes back because its own worker died (redelivered) or its own
+retry may take the claim over before the lease lapses. The attempt count is the claim's fencing
+token: only the latest claim may finish or fail the document, so a worker that lost its claim (it
+stalled past the lease and another took over) changes nothing. Running it twice, or two workers at
+once, leaves exactly one set of chunks and one `document.processed` event.
 """
 
 from __future__ import annotations
@@ -13,13 +22,14 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 import botocore.exceptions
 import redis.exceptions
-from sqlalchemy import Delete, delete, insert
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import Delete, delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
-from core.db import Database
+from core.db import Database, database_unavailable
 from core.keys import DecryptionError, TenantKeyRef
 from core.settings import Settings
 from core.storage import ObjectStore
@@ -50,13 +60,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_transient(exc: BaseException) -> bool:
     """Faults of the database, storage or broker that a later attempt may not meet."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if database_unavailable(exc):
         return True
     return isinstance(exc, TRANSIENT_ERRORS)
 
 
 MAX_ATTEMPTS = 5
 CLAIMABLE = ("queued", "processing")
+RENEWALS_PER_LEASE = 4
+"""How often a holder renews its claim per lease period: three renewals in a row may be late or lost."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +85,24 @@ class Prepared:
     vectors: list[list[float]]
 
 
-async def claim(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID) -> Claim | None:
+async def claim(
+    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, *, lease: timedelta, take_over: bool = False
+) -> Claim | None:
+    """Claim the document, unless it is done, deleted, or held by a worker whose lease is still running.
+
+    `take_over`: the message's earlier run is known to have ended (its worker died, or it is a retry
+    of its own), so a running lease is no reason to wait.
+    """
     async with db.tenant_session(tenant_id) as session:
         document = await get_document(session, tenant_id, document_id, for_update=True)
         if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
             return None
+        if document.status == "processing" and not take_over:
+            now = await session.scalar(select(func.now()))
+            assert now is not None
+            if document.updated_at > now - lease:
+                log.info("document held by a live claim; message dropped", extra={"document_id": str(document_id)})
+                return None
         tenant = await session.get(Tenant, tenant_id)
         assert tenant is not None
         document.status = "processing"
@@ -105,10 +130,57 @@ def prepare(
     return Prepared(chunks=chunks, vectors=vectors)
 
 
-async def finish(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, prepared: Prepared, model_id: str) -> bool:
+async def renew(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, attempts: int) -> bool:
+    """Renew the claim made at attempt `attempts`; False once it is no longer the document's claim."""
+    async with db.tenant_session(tenant_id) as session:
+        renewed = await session.scalar(
+            update(Document)
+            .where(
+                Document.tenant_id == tenant_id,
+                Document.id == document_id,
+                Document.status == "processing",
+                Document.attempts == attempts,
+            )
+            .values(updated_at=func.now())
+            .returning(Document.id)
+            .execution_options(synchronize_session=False)
+        )
+    return renewed is not None
+
+
+async def _keep_claim(
+    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, attempts: int, every: float, done: asyncio.Event
+) -> None:
+    """Renew the claim every `every` seconds until `done`, or until it is lost."""
+    while True:
+        try:
+            await asyncio.wait_for(done.wait(), every)
+            return
+        except TimeoutError:
+            pass
+        try:
+            if not await renew(db, tenant_id, document_id, attempts):
+                log.warning("claim lost to another worker", extra={"document_id": str(document_id)})
+                return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "claim renewal failed", extra={"document_id": str(document_id), "error_type": type(exc).__name__}
+            )
+
+
+def _holds(document: Document, claimed: Claim) -> bool:
+    """The document is still waiting for this claim: not done, and not claimed since."""
+    return document.status in CLAIMABLE and document.attempts == claimed.attempts
+
+
+async def finish(
+    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, claimed: Claim, prepared: Prepared, model_id: str
+) -> bool:
     async with db.tenant_session(tenant_id) as session:
         document = await get_document(session, tenant_id, document_id, for_update=True)
-        if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
+        if document is None or document.deleted_at is not None or not _holds(document, claimed):
             return False
         await session.execute(_delete_chunks(tenant_id, document_id))
         await session.execute(
@@ -142,10 +214,12 @@ async def finish(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, pre
     return True
 
 
-async def fail(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, code: str, message: str) -> None:
+async def fail(
+    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, claimed: Claim, code: str, message: str
+) -> None:
     async with db.tenant_session(tenant_id) as session:
         document = await get_document(session, tenant_id, document_id, for_update=True)
-        if document is None or document.status not in CLAIMABLE:
+        if document is None or not _holds(document, claimed):
             return
         _mark(document, "failed", error_code=code, error_message=message)
         await session.execute(_delete_chunks(tenant_id, document_id))
@@ -188,9 +262,15 @@ async def process_document(
     settings: Settings,
     tenant_id: uuid.UUID,
     document_id: uuid.UUID,
+    *,
+    take_over: bool = False,
 ) -> str:
-    """Run the pipeline; returns the document's resulting state. Transient errors propagate (retry)."""
-    claimed = await claim(db, tenant_id, document_id)
+    """Run the pipeline; returns the document's resulting state. Transient errors propagate (retry).
+
+    `take_over`: see `claim`.
+    """
+    lease = timedelta(seconds=settings.processing_timeout_seconds)
+    claimed = await claim(db, tenant_id, document_id, lease=lease, take_over=take_over)
     if claimed is None:
         return "skipped"
     if claimed.attempts > MAX_ATTEMPTS:
@@ -198,24 +278,32 @@ async def process_document(
             db,
             tenant_id,
             document_id,
+            claimed,
             "processing_error",
             "processing failed repeatedly; delete this document and upload the file again",
         )
         return "failed"
+    done = asyncio.Event()
+    renewing = asyncio.create_task(
+        _keep_claim(db, tenant_id, document_id, claimed.attempts, lease.total_seconds() / RENEWALS_PER_LEASE, done)
+    )
     try:
         prepared = await asyncio.to_thread(prepare, claimed, document_id, store, embedder, settings)
     except ContentError as exc:
-        await fail(db, tenant_id, document_id, exc.code, exc.message)
+        await fail(db, tenant_id, document_id, claimed, exc.code, exc.message)
         return "failed"
     except DecryptionError:
         log.error("stored object failed authentication", extra={"document_id": str(document_id)})
-        await fail(db, tenant_id, document_id, "integrity_error", "the stored file failed its integrity check")
+        await fail(db, tenant_id, document_id, claimed, "integrity_error", "the stored file failed its integrity check")
         return "failed"
     except Exception as exc:
         if is_transient(exc):
             raise
         # A parser's own error can quote the document: only its type is logged.
         log.error("processing failed", extra={"document_id": str(document_id), "error_type": type(exc).__name__})
-        await fail(db, tenant_id, document_id, "processing_error", "the document could not be processed")
+        await fail(db, tenant_id, document_id, claimed, "processing_error", "the document could not be processed")
         return "failed"
-    return "ready" if await finish(db, tenant_id, document_id, prepared, embedder.model_id) else "skipped"
+    finally:
+        done.set()
+        await renewing  # lets a renewal in flight finish: a cancelled query would spoil its connection
+    return "ready" if await finish(db, tenant_id, document_id, claimed, prepared, embedder.model_id) else "skipped"

@@ -10,6 +10,9 @@ starts: Celery's liveness handshake (the child's UP message) never waits on it, 
 child that replaces a killed one comes up at once, and its first task waits for the
 load instead. Loading in the parent before the fork would let children share the
 weights, but torch's OpenMP pool is not fork-safe once used.
+
+Every worker also runs the reconciler itself, in a thread of its main process (see
+`PeriodicReconciler`), so that work a killed worker held is sent again even where no beat runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,12 +29,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from celery import Task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from redis.asyncio import Redis
 
 from core.celery_app import celery_app
 from core.db import Database, create_engine
 from core.keys import key_provider_from_settings
-from core.runtime import resolve_services
+from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore, object_store_from_settings
 from embeddings.base import Embedder
@@ -38,7 +43,7 @@ from embeddings.sentence_transformer import get_embedder
 from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import is_transient
 from ingest.processing import process_document as process
-from ingest.queue import PROCESS_DOCUMENT_TASK, TaskQueue
+from ingest.queue import PROCESS_DOCUMENT_TASK, TaskQueue, waiting_documents
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ class WorkerRuntime:
     database: Database
     store: ObjectStore
     queue: TaskQueue
+    redis: Redis
     _embedder: Future[Embedder] | None = field(default=None, repr=False)
 
     def start_loading_embedder(self) -> None:
@@ -85,6 +91,7 @@ def runtime() -> WorkerRuntime:
             database=Database(create_engine(services.app_url, settings)),
             store=object_store_from_settings(settings, keys),
             queue=TaskQueue(services.redis_url),
+            redis=Redis.from_url(services.redis_url),
         )
     return _runtime
 
@@ -102,9 +109,20 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 )
 def process_document(self: Task[Any, Any], tenant_id: str, document_id: str) -> str:
     rt = runtime()
+    # Back because its pool child died (or its worker, after the visibility timeout), or its own retry:
+    # the earlier run holds the claim no more.
+    take_over = bool((self.request.delivery_info or {}).get("redelivered")) or self.request.retries > 0
     try:
         return run(
-            process(rt.database, rt.store, rt.get_embedder(), rt.settings, uuid.UUID(tenant_id), uuid.UUID(document_id))
+            process(
+                rt.database,
+                rt.store,
+                rt.get_embedder(),
+                rt.settings,
+                uuid.UUID(tenant_id),
+                uuid.UUID(document_id),
+                take_over=take_over,
+            )
         )
     except Exception as exc:
         if is_transient(exc):
@@ -116,17 +134,21 @@ def process_document(self: Task[Any, Any], tenant_id: str, document_id: str) -> 
         raise
 
 
+async def reconcile_now(database: Database, queue: TaskQueue, redis: Redis, settings: Settings) -> int:
+    """One reconciler run with the configured thresholds; the broker's queue says what still waits."""
+    return await reconcile(
+        database,
+        queue.enqueue,
+        queued_after=timedelta(seconds=settings.queued_timeout_seconds),
+        processing_after=timedelta(seconds=settings.processing_timeout_seconds),
+        in_queue=await waiting_documents(redis),
+    )
+
+
 @celery_app.task(name="ingest.reconcile")
 def reconcile_stale() -> int:
     rt = runtime()
-    return run(
-        reconcile(
-            rt.database,
-            rt.queue.enqueue,
-            queued_after=timedelta(seconds=rt.settings.queued_timeout_seconds),
-            processing_after=timedelta(seconds=rt.settings.processing_timeout_seconds),
-        )
-    )
+    return run(reconcile_now(rt.database, rt.queue, rt.redis, rt.settings))
 
 
 @celery_app.task(name="ingest.purge_deleted")
@@ -141,7 +163,83 @@ def _warm_up(**_: Any) -> None:
     runtime().start_loading_embedder()
 
 
+class PeriodicReconciler:
+    """The reconciler every `reconcile_interval_seconds`, in a thread of the worker's main process.
+
+    The first run is at once, when the worker is ready. A run that fails (the database or the
+    broker away) is logged and the next one tries again. Each run opens its own connections and
+    closes them, and the process never forks a pool child during a run (`os.register_at_fork`): a
+    child never inherits a lock or a connection the thread was using.
+    """
+
+    FORK_WAIT_SECONDS = 30.0
+    """How long a fork waits for a run to end (a run stuck longer than this no longer holds forks back)."""
+    STOP_WAIT_SECONDS = 30.0
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        self.settings = settings
+        self.services = services
+        self._stopping = threading.Event()
+        self._running = threading.Lock()
+        self._fork_held = False
+        self._thread = threading.Thread(target=self._loop, name="phivault-reconciler", daemon=True)
+
+    def start(self) -> None:
+        os.register_at_fork(before=self._before_fork, after_in_parent=self._after_fork, after_in_child=self._after_fork)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(self.STOP_WAIT_SECONDS)
+
+    def _before_fork(self) -> None:
+        self._fork_held = self._running.acquire(timeout=self.FORK_WAIT_SECONDS)
+
+    def _after_fork(self) -> None:
+        if self._fork_held:
+            self._fork_held = False
+            self._running.release()
+
+    def _loop(self) -> None:
+        delay = 0.0
+        while not self._stopping.wait(delay):
+            delay = self.settings.reconcile_interval_seconds
+            with self._running:
+                try:
+                    sent = asyncio.run(self._run())
+                except Exception as exc:  # the next run tries again
+                    report = log.warning if is_transient(exc) else log.error
+                    report("reconciler run failed", extra={"error_type": type(exc).__name__})
+                    continue
+            if sent:
+                log.info("reconciler sent stale documents again", extra={"count": sent})
+
+    async def _run(self) -> int:
+        database = Database(create_engine(self.services.app_url, self.settings))
+        queue = TaskQueue(self.services.redis_url)
+        redis = Redis.from_url(self.services.redis_url)
+        try:
+            return await reconcile_now(database, queue, redis, self.settings)
+        finally:
+            queue.close()
+            await redis.aclose()
+            await database.dispose()
+
+
+_reconciler: PeriodicReconciler | None = None
+
+
 @worker_ready.connect
-def _reconcile_at_start(**_: Any) -> None:
-    """Work orphaned by a crashed worker is sent again as soon as a worker is up."""
-    reconcile_stale.delay()
+def _start_reconciler(**_: Any) -> None:
+    """One reconciler per worker (the main process), from the moment it is ready."""
+    global _reconciler
+    if _reconciler is None:
+        settings = get_settings()
+        _reconciler = PeriodicReconciler(settings, resolve_services(settings))
+        _reconciler.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: Any) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()

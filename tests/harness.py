@@ -95,20 +95,27 @@ def worker_env(settings: Settings, services: Services) -> dict[str, str]:
 
 
 class Worker:
-    """A `phivault worker` subprocess (prefork, one child) with its log in a file."""
+    """A `phivault worker` subprocess (prefork, `concurrency` children) with its log in a file.
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    `new_session`: the worker leads a process group of its own (its pid is the group's id), which a
+    test can kill whole, as an OOM killer or a redeploy would.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, concurrency: int = 1, new_session: bool = False) -> None:
         self.env = env
         self.log_path = log_path
+        self.concurrency = concurrency
+        self.new_session = new_session
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "core.cli", "worker", "--concurrency", str(self.concurrency)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.new_session,
         )
         deadline = Deadline()
         while not deadline.passed():
@@ -136,7 +143,10 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def worker(settings: Settings, services: Services) -> Iterator[Worker]:
-    running = Worker(worker_env(settings, services), settings.data_dir / "worker.log")
+    # Its reconciler would send again the `queued` rows tests insert without a message (and race the
+    # tests that run the reconciler themselves); tests/ingest/test_worker_crash.py proves the defaults.
+    env = worker_env(settings, services) | {"PHIVAULT_QUEUED_TIMEOUT_SECONDS": str(7 * 86400)}
+    running = Worker(env, settings.data_dir / "worker.log")
     running.start()
     yield running
     running.stop()
