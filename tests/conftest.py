@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -42,6 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if marker is None:
             item.add_marker(pytest.mark.timeout(patience(TEST_TIMEOUT_PATIENCES)))
 
+
 TEST_APP_PASSWORD = "phivault-app-test-password"
 
 
@@ -52,18 +53,24 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def development_settings(data_dir: Path, **update: Any) -> Settings:
+    """Development settings on `data_dir`, with embedded PostgreSQL and Redis started there on demand."""
+    fields: dict[str, Any] = {
+        "env": "development",
+        "data_dir": data_dir,
+        "database_url": None,
+        "redis_url": None,
+        "app_database_url": None,
+        "app_db_password": TEST_APP_PASSWORD,
+        "db_pool_size": 5,
+        "db_max_overflow": 5,
+    }
+    return Settings(**(fields | update))
+
+
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    return Settings(
-        env="development",
-        data_dir=data_dir,
-        database_url=None,
-        redis_url=None,
-        app_database_url=None,
-        app_db_password=TEST_APP_PASSWORD,
-        db_pool_size=5,
-        db_max_overflow=5,
-    )
+    return development_settings(data_dir)
 
 
 @pytest.fixture(scope="session")

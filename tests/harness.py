@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
+from core.db import get_database, install_database
 from core.runtime import Services
 from core.security import Role, mint_token
 from core.settings import Settings
@@ -30,14 +31,29 @@ AWS_REGION = "us-east-1"
 NOTE = b"Discharge summary.\n\nThe patient was treated for community acquired pneumonia and recovered.\n"
 
 
+@contextmanager
+def process_database_kept() -> Iterator[None]:
+    """An app's lifespan installs its database as the process database and uninstalls it on exit: put back
+    whatever was installed before (the `db` fixture, the shared client's app), so later tests are not affected."""
+    try:
+        previous = get_database()
+    except RuntimeError:
+        previous = None
+    try:
+        yield
+    finally:
+        install_database(previous)
+
+
 @asynccontextmanager
 async def app_client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """A client of a freshly built app, its lifespan running, over ASGI from 127.0.0.1."""
     app = create_app(settings, services)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-            yield http
+    with process_database_kept():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+                yield http
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.state import AppState
-from core.db import Database, get_database, install_database
 from core.keys import DecryptionError, KmsKeyProvider, LocalKeyProvider, TenantKeyRef, encryption_context, kms_alias
 from core.runtime import Services
 from core.settings import Settings
 from core.storage import MIB, S3EnvelopeStore, S3Store, object_key
 from ingest.processing import process_document
-from tests.harness import AWS_REGION, Tokens, audit_actions, upload
+from tests.harness import AWS_REGION, Tokens, audit_actions, process_database_kept, upload
 from tests.ingest.test_reembed import HashEmbedder
 
 REGION = AWS_REGION
@@ -66,13 +65,6 @@ class KeyIds:
         return {self.key_id, self.arn}
 
 
-def _installed_database() -> Database | None:
-    try:
-        return get_database()
-    except RuntimeError:
-        return None
-
-
 @asynccontextmanager
 async def running_app(settings: Settings, services: Services, **update: Any) -> AsyncIterator[S3Mode]:
     """The app with `storage="s3"`, the moto bucket and `update` applied to the session's settings."""
@@ -85,8 +77,7 @@ async def running_app(settings: Settings, services: Services, **update: Any) -> 
     app = create_app(s3_settings, services)
     # The lifespan installs its database as the process database and uninstalls it on exit; put back whatever the
     # session had installed (the `db` fixture, the shared client's app) so later tests are not affected.
-    previous = _installed_database()
-    try:
+    with process_database_kept():
         async with app.router.lifespan_context(app):
             state: AppState = app.state.phivault
             enqueued: list[tuple[uuid.UUID, uuid.UUID]] = []
@@ -101,8 +92,6 @@ async def running_app(settings: Settings, services: Services, **update: Any) -> 
             transport = httpx.ASGITransport(app=app, client=CLIENT_ADDRESS)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 yield S3Mode(http=http, state=state, s3=s3, kms=kms, enqueued=enqueued)
-    finally:
-        install_database(previous)
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
 from api.state import AppState
-from core.db import Database, create_engine, get_database, install_database
+from core.db import create_engine
 from core.migrate import migrate
 from core.runtime import Services, resolve_services
 from core.settings import Settings
 from tests.conftest import TEST_APP_PASSWORD
 from tests.deploy.servers import PostgresServer, postgres_server, tcp_redis
-from tests.harness import Tokens
+from tests.harness import Tokens, process_database_kept
 
 CLIENT_ADDRESS = ("127.0.0.1", 50007)
 
@@ -71,13 +71,6 @@ async def fault_owner(fault_stack: FaultStack) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _installed_database() -> Database | None:
-    try:
-        return get_database()
-    except RuntimeError:
-        return None
-
-
 @dataclass
 class RunningApp:
     app: FastAPI
@@ -90,14 +83,11 @@ class RunningApp:
 async def running_app(settings: Settings, services: Services) -> AsyncIterator[RunningApp]:
     """The real app over ASGI, its lifespan running; the process database the session had is put back after."""
     app = create_app(settings, services)
-    previous = _installed_database()
-    try:
+    with process_database_kept():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=CLIENT_ADDRESS)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 yield RunningApp(app=app, http=http, state=app.state.phivault, tokens=Tokens(settings))
-    finally:
-        install_database(previous)
 
 
 async def create_tenant(app: RunningApp) -> uuid.UUID:

@@ -32,11 +32,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from core.db import Database, get_database, install_database
 from core.runtime import Services
 from core.settings import Settings
 from tests.fuzz.conftest import AUTHORIZATION_LABEL, FAILURE_LABELS, FUZZ_SETTINGS, REPORT, STATEFUL_SETTINGS
-from tests.harness import Tokens
+from tests.harness import Tokens, process_database_kept
 from tests.waiting import wait_until
 
 Case = schemathesis.Case[Any]
@@ -100,13 +99,6 @@ async def callers(client: httpx.AsyncClient, tokens: Tokens) -> Callers:
     }
 
 
-def _installed_database() -> Database | None:
-    try:
-        return get_database()
-    except RuntimeError:
-        return None
-
-
 @pytest.fixture(scope="module")
 def fuzz_app(settings: Settings, services: Services) -> Iterator[FastAPI]:
     """A fresh app on the session's PostgreSQL and Redis, run by schemathesis on its own event loop, with
@@ -115,12 +107,11 @@ def fuzz_app(settings: Settings, services: Services) -> Iterator[FastAPI]:
 
     Its lifespan installs its database as the process database: the session's is put back afterwards.
     """
-    previous = _installed_database()
-    try:
-        yield create_app(settings.model_copy(update={"rate_limits_enabled": True}), services)
-    finally:
-        asgi.shutdown_lifespans()
-        install_database(previous)
+    with process_database_kept():
+        try:
+            yield create_app(settings.model_copy(update={"rate_limits_enabled": True}), services)
+        finally:
+            asgi.shutdown_lifespans()
 
 
 SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(env="development")).openapi())

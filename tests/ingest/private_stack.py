@@ -9,57 +9,16 @@ them, and helpers to read back what happened to each document.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.db import Database, get_database, install_database
-from core.runtime import Services
-from core.settings import Settings
-from tests.conftest import TEST_APP_PASSWORD
-from tests.harness import Tokens, app_client, audit_actions
+from tests.harness import SETTLED, Tokens, audit_actions
 from tests.ingest.test_pipeline_e2e import chunk_rows
 from tests.waiting import eventually
-
-SETTLED = ("ready", "failed")
-
-
-def private_settings(data_dir: Path, **update: Any) -> Settings:
-    """Development settings on `data_dir`, the reconciler's thresholds at their defaults."""
-    fields: dict[str, Any] = {
-        "env": "development",
-        "data_dir": data_dir,
-        "database_url": None,
-        "redis_url": None,
-        "app_database_url": None,
-        "app_db_password": TEST_APP_PASSWORD,
-        "db_pool_size": 5,
-        "db_max_overflow": 5,
-    }
-    return Settings(**(fields | update))
-
-
-def _installed_database() -> Database | None:
-    try:
-        return get_database()
-    except RuntimeError:
-        return None
-
-
-@asynccontextmanager
-async def private_app(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
-    """The app on these services; the process database the session had installed is put back afterwards."""
-    previous = _installed_database()
-    try:
-        async with app_client(settings, services) as http:
-            yield http
-    finally:
-        install_database(previous)
 
 
 async def new_tenant(http: httpx.AsyncClient, tokens: Tokens) -> uuid.UUID:

@@ -33,25 +33,23 @@ from core.embedded import start_postgres
 from core.migrate import migrate
 from core.runtime import Services
 from core.settings import Settings
-from tests.conftest import TEST_APP_PASSWORD
+from tests.conftest import TEST_APP_PASSWORD, development_settings
 from tests.deploy.servers import HOST, REDIS_SERVER
-from tests.harness import Tokens, Worker, audit_actions, upload, worker_env
+from tests.harness import Tokens, Worker, app_client, audit_actions, upload, worker_env
 from tests.ingest.private_stack import (
     all_settled,
     assert_processed_once,
     new_tenant,
-    private_app,
-    private_settings,
     statuses,
 )
-from tests.waiting import PATIENCE_SECONDS, eventually, patience, wait_until
+from tests.waiting import eventually, patience, stretched, wait_until
 
 pytestmark = pytest.mark.timeout(patience(3))
 
 UPLOADS_WHILE_DOWN = 5
-UPLOAD_BOUND_SECONDS = 5.0 * max(1.0, PATIENCE_SECONDS / 300)
+UPLOAD_BOUND_SECONDS = stretched(5.0)
 """The slowest an upload may answer while Redis is down (a refused connection, twice, and the limiter's 0.5 s)."""
-RECOVERY_BOUND_SECONDS = 180.0 * max(1.0, PATIENCE_SECONDS / 300)
+RECOVERY_BOUND_SECONDS = stretched(180.0)
 """From Redis's return until every upload of the outage is `ready`: the worker reconnects (its backoff
 reaches a few seconds), then a reconciler run (every 30 s) sends each document once it is 60 s old."""
 
@@ -131,7 +129,7 @@ def servers() -> Iterator[tuple[RestartableRedis, Settings, Services]]:
     postgres = start_postgres(data_dir, cleanup="delete")
     try:
         server.start()
-        settings = private_settings(data_dir, redis_url=server.url, rate_limits_enabled=True)
+        settings = development_settings(data_dir, redis_url=server.url, rate_limits_enabled=True)
         services = Services(
             database=database_urls(settings, postgres.url()), redis_url=server.url, embedded_postgres=postgres
         )
@@ -150,7 +148,7 @@ async def stack(servers: tuple[RestartableRedis, Settings, Services]) -> AsyncIt
     worker = Worker(worker_env(settings, services), settings.data_dir / "worker.log")
     try:
         worker.start()
-        async with private_app(settings, services) as http:
+        async with app_client(settings, services) as http:
             yield Stack(server, settings, services, owner, http, Tokens(settings), worker)
     finally:
         worker.stop()

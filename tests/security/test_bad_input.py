@@ -25,13 +25,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
-from core.db import SYSTEM_TENANT_ID, Database, get_database, install_database
+from core.db import SYSTEM_TENANT_ID
 from core.runtime import Services
 from core.security import LEEWAY_SECONDS
 from core.settings import Settings
 from ingest.detect import sanitize_filename
 from tests.conftest import owner_scalar
-from tests.harness import NOTE, Tokens, upload
+from tests.harness import NOTE, Tokens, process_database_kept, upload
 from tests.sample_files import MIB, make_docx_bomb, make_encrypted_pdf, make_pdf
 from tests.security.error_shape import assert_error
 
@@ -149,26 +149,16 @@ def member(tokens: Tokens, tenant_id: uuid.UUID) -> dict[str, str]:
     return tokens.headers("member", tenant_id)
 
 
-def _installed_database() -> Database | None:
-    try:
-        return get_database()
-    except RuntimeError:
-        return None
-
-
 @pytest.fixture(scope="module")
 async def small_client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """A second app whose upload limit is 64 KiB (the multipart overhead allowance stays 256 KiB)."""
     app = create_app(settings.model_copy(update={"max_upload_bytes": SMALL_LIMIT}), services)
     # Its lifespan installs its own process database and uninstalls it on exit: put back the session's.
-    previous = _installed_database()
-    try:
+    with process_database_kept():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50002))
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
                 yield http
-    finally:
-        install_database(previous)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import httpx
 
 from core.runtime import Services, throwaway_services
 from core.settings import Settings
-from tests.conftest import TEST_APP_PASSWORD
+from tests.conftest import development_settings
 from tests.harness import Worker, worker_env
 from tests.soak.driver import SoakPlan, SoakReport, run_soak, settings_minter
 from tests.waiting import patience, wait_until
@@ -124,14 +124,7 @@ async def _drive(base_url: str, settings: Settings, plan: SoakPlan) -> SoakRepor
 def main(argv: list[str]) -> int:
     plan = parse_plan(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="phivault-soak-"))
-    settings = Settings(
-        env="development",
-        data_dir=data_dir,
-        database_url=None,
-        redis_url=None,
-        app_database_url=None,
-        app_db_password=TEST_APP_PASSWORD,
-    )
+    settings = development_settings(data_dir)
     print(f"soak: plan {plan}", flush=True)
     try:
         with ExitStack() as stack:

@@ -31,7 +31,8 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,10 +454,12 @@ class Soak:
     def _headers(self, tenant: TenantRun) -> dict[str, str]:
         return self.rng.choice((tenant.admin, tenant.member))
 
-    def _take(
+    @contextmanager
+    def _taken(
         self, tenant: TenantRun, wanted: Callable[[Doc], bool], may: Callable[[TenantRun], bool] = lambda _: True
-    ) -> tuple[TenantRun, Doc] | None:
-        """A free document `wanted` of `tenant`, else of another tenant (so rare operations still happen), taken."""
+    ) -> Iterator[tuple[TenantRun, Doc] | None]:
+        """A free document `wanted` of `tenant`, else of another tenant (so rare operations still happen),
+        held (busy) for the block; None when there is none."""
         others = [t for t in self.tenants if t is not tenant]
         self.rng.shuffle(others)
         for owner in (tenant, *others):
@@ -464,8 +467,12 @@ class Soak:
             if candidates:
                 doc = self.rng.choice(candidates)
                 doc.busy = True
-                return owner, doc
-        return None
+                try:
+                    yield owner, doc
+                finally:
+                    doc.busy = False
+                return
+        yield None
 
     def _kind(self, tenant: TenantRun) -> Kind:
         """One blank PDF (bound to fail: no text) as the last document of every fourth tenant."""
@@ -567,12 +574,11 @@ class Soak:
             await self._list_page(tenant, status=status, limit=10, cursor=page[1])
 
     async def _read(self, tenant: TenantRun) -> None:
-        found = self._take(tenant, lambda _: True)
-        if found is None:
-            await self._list(tenant)
-            return
-        tenant, doc = found
-        try:
+        with self._taken(tenant, lambda _: True) as found:
+            if found is None:
+                await self._list(tenant)
+                return
+            tenant, doc = found
             response = await self._call(
                 "read",
                 "GET",
@@ -587,16 +593,13 @@ class Soak:
                     self._row(tenant, "read", ["a different document than the one asked for"])
                 else:
                     self._check_document(tenant, "read", body, set())
-        finally:
-            doc.busy = False
 
     async def _download(self, tenant: TenantRun) -> None:
-        found = self._take(tenant, lambda _: True)
-        if found is None:
-            await self._list(tenant)
-            return
-        tenant, doc = found
-        try:
+        with self._taken(tenant, lambda _: True) as found:
+            if found is None:
+                await self._list(tenant)
+                return
+            tenant, doc = found
             response = await self._call(
                 "download",
                 "GET",
@@ -610,36 +613,30 @@ class Soak:
                 if self._foreign_markers(tenant, response.content.decode("latin-1")):
                     problems.append("another tenant's marker")
                 self._row(tenant, "download", problems)
-        finally:
-            doc.busy = False
 
     async def _delete(self, tenant: TenantRun) -> None:
         allowed = max(1, self.plan.documents_per_tenant // 4)
-        found = self._take(
+        with self._taken(
             tenant,
             lambda d: not d.deleted and not d.deleted_once,
             lambda t: sum(doc.deleted_once for doc in t.documents.values()) < allowed,
-        )
-        if found is None:
-            await self._search(tenant)
-            return
-        tenant, doc = found
-        try:
+        ) as found:
+            if found is None:
+                await self._search(tenant)
+                return
+            tenant, doc = found
             response = await self._call(
                 "delete", "DELETE", f"/v1/documents/{doc.id}", self._headers(tenant), tenant.request_id(), {204}
             )
             if response is not None:
                 doc.deleted = doc.deleted_once = True
-        finally:
-            doc.busy = False
 
     async def _restore(self, tenant: TenantRun) -> None:
-        found = self._take(tenant, lambda d: d.deleted and not d.restored)
-        if found is None:
-            await self._list(tenant)
-            return
-        tenant, doc = found
-        try:
+        with self._taken(tenant, lambda d: d.deleted and not d.restored) as found:
+            if found is None:
+                await self._list(tenant)
+                return
+            tenant, doc = found
             response = await self._call(
                 "restore",
                 "POST",
@@ -651,8 +648,6 @@ class Soak:
             if response is not None:
                 doc.deleted, doc.restored = False, True
                 self._check_document(tenant, "restore", response.json(), set())
-        finally:
-            doc.busy = False
 
     async def _audit_page(
         self, tenant: TenantRun, params: dict[str, str | int]
