@@ -37,8 +37,10 @@ lock:
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/phivault up
 
+# ruff, then the layers' import direction (import-linter contracts in pyproject.toml; docs/ARCHITECTURE.md).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

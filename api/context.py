@@ -1,11 +1,12 @@
 """Per-request authentication, authorisation and the tenant transaction.
 
 A route names the roles it admits with `Depends(tenant_scope(...))` and does all
-its work inside `async with scope.transaction() as tx:`. That transaction is a
-`tenant_session`: it checks that the tenant is active, provisions the user, and
-gives the route an audit writer pre-filled with actor, request id, IP and user
-agent. Denials (bad token, wrong role, inactive tenant, another tenant's id) are
-audited in a transaction of their own, because the denied action's is rolled back.
+its work inside `async with scope.transaction() as tx:`. That transaction is
+`tenants.service.acting_session`: it checks that the tenant is active, provisions the
+user, and gives the route an audit writer pre-filled with actor, request id, IP and
+user agent. Denials (bad token, wrong role, inactive tenant, another tenant's id) are
+audited in a transaction of their own (`audit.service.record_denial`), because the
+denied action's is rolled back.
 """
 
 from __future__ import annotations
@@ -15,40 +16,21 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
 
-from api.errors import APIError
+from api.errors import APIError, status_of
 from api.state import AppState
-from core.db import SYSTEM_TENANT_ID, Database
+from audit.service import record_denial
+from core.errors import NotFound
 from core.security import AuthError, Principal, Role
 from core.validation import PgText
-from models.audit import ActingSession, Actor, write_audit_event
-from models.provisioning import provision_user
-from models.tenant import Tenant
+from models.audit import ActingSession, Actor
+from tenants.service import TenantUnavailable, acting_session
 
 log = logging.getLogger(__name__)
-
-
-class Denied(Exception):
-    """Raised inside a transaction to refuse the request; audited as `access.denied`."""
-
-    def __init__(
-        self, status_code: int, code: str, message: str, *, resource_type: str | None = None, resource_id: object = None
-    ) -> None:
-        super().__init__(message)
-        self.error = APIError(status_code, code, message)
-        self.resource_type = resource_type
-        self.resource_id = resource_id
-
-
-def not_found(resource_type: str, resource_id: object) -> Denied:
-    """Another tenant's id and a missing id answer alike: 404, audited as denied."""
-    return Denied(404, "not_found", f"{resource_type} not found", resource_type=resource_type, resource_id=resource_id)
 
 
 USER_AGENT = TypeAdapter(PgText)
@@ -76,40 +58,6 @@ def request_actor(request: Request, principal: Principal | None) -> Actor:
     )
 
 
-async def audit_denial(
-    db: Database,
-    actor: Actor,
-    tenant_id: uuid.UUID | None,
-    action: str,
-    reason: str,
-    *,
-    route: str,
-    resource_type: str | None = None,
-    resource_id: object = None,
-) -> None:
-    """Record a refusal under the tenant it concerns, or the system tenant when there is none."""
-    metadata: dict[str, Any] = {"reason": reason, "route": route}
-    target = tenant_id or SYSTEM_TENANT_ID
-    if tenant_id is not None:
-        async with db.tenant_session(tenant_id) as session:
-            exists = await session.scalar(select(Tenant.id).where(Tenant.id == tenant_id))
-        if exists is None:
-            target = SYSTEM_TENANT_ID
-            metadata["claimed_tenant_id"] = str(tenant_id)
-    async with db.tenant_session(target) as session:
-        await write_audit_event(
-            session,
-            actor.event(
-                target,
-                action,
-                outcome="denied",
-                resource_type=resource_type,
-                resource_id=resource_id,
-                metadata=metadata,
-            ),
-        )
-
-
 def route_of(request: Request) -> str:
     """`METHOD /path/{template}`, the form every denial records."""
     route = request.scope.get("route")
@@ -127,7 +75,7 @@ async def authenticate(request: Request) -> Principal:
             raise AuthError("missing_token", "a bearer token is required")
         return state.verifier.verify(token.strip())
     except AuthError as exc:
-        await audit_denial(state.database, anonymous, None, "auth.denied", exc.reason, route=route_of(request))
+        await record_denial(state.database, anonymous, None, "auth.denied", exc.reason, route=route_of(request))
         raise APIError(401, exc.reason, exc.message) from exc
 
 
@@ -141,27 +89,23 @@ class TenantScope:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ActingSession]:
+        """The tenant transaction; a refusal inside it (inactive tenant, a resource not found) is audited."""
         try:
-            async with self.state.database.tenant_session(self.tenant_id) as session:
-                tenant = await session.scalar(select(Tenant).where(Tenant.id == self.tenant_id))
-                if tenant is None or tenant.deleted_at is not None:
-                    raise Denied(403, "tenant_unavailable", "this tenant does not exist or was deleted")
-                if tenant.status != "active":
-                    raise Denied(403, "tenant_suspended", "this tenant is suspended")
-                user = await provision_user(session, tenant.id, self.principal.subject, self.principal.role, self.actor)
-                yield ActingSession(session=session, tenant=tenant, actor=self.actor, user_id=user.id)
-        except Denied as denied:
-            await audit_denial(
+            async with acting_session(self.state.database, self.tenant_id, self.actor, self.principal) as tx:
+                yield tx
+        except (TenantUnavailable, NotFound) as refused:
+            missing = refused if isinstance(refused, NotFound) else None
+            await record_denial(
                 self.state.database,
                 self.actor,
                 self.tenant_id,
                 "access.denied",
-                denied.error.code,
+                refused.code,
                 route=route_of(self.request),
-                resource_type=denied.resource_type,
-                resource_id=denied.resource_id,
+                resource_type=missing.resource_type if missing else None,
+                resource_id=missing.resource_id if missing else None,
             )
-            raise denied.error from None
+            raise APIError(status_of(refused), refused.code, refused.message) from None
 
 
 def tenant_scope(*roles: Role) -> Callable[[Request], Awaitable[TenantScope]]:
@@ -172,7 +116,7 @@ def tenant_scope(*roles: Role) -> Callable[[Request], Awaitable[TenantScope]]:
         state: AppState = request.app.state.phivault
         actor = request_actor(request, principal)
         if principal.tenant_id is None or principal.role not in roles:
-            await audit_denial(
+            await record_denial(
                 state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=route_of(request)
             )
             raise APIError(403, "forbidden", f"role {principal.role!r} may not do this")
@@ -198,7 +142,7 @@ async def platform_scope(request: Request) -> PlatformScope:
     state: AppState = request.app.state.phivault
     actor = request_actor(request, principal)
     if not principal.is_platform_admin:
-        await audit_denial(
+        await record_denial(
             state.database, actor, principal.tenant_id, "access.denied", "role_not_allowed", route=route_of(request)
         )
         raise APIError(403, "forbidden", "only platform administrators may do this")

@@ -18,7 +18,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.db import DatabaseUnreachable, database_unavailable
-from ingest.upload import StorageUnavailable
+from core.errors import Conflict, DomainError, InvalidInput, NotFound, error_body
+from ingest.detect import RejectedUpload
+from ingest.objects import StorageUnavailable
+from tenants.service import TenantUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ _STATUS_CODES = {
 
 
 class APIError(Exception):
-    """An error with a stable machine-readable code, raised by services and routes."""
+    """An error with a stable machine-readable code and its HTTP status, raised by the HTTP layer itself."""
 
     def __init__(self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -55,11 +58,26 @@ def error_response(
     request: Request, status_code: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    return JSONResponse(
-        status_code=status_code,
-        content={"error": {"code": code, "message": message, "request_id": request_id}},
-        headers=headers,
-    )
+    return JSONResponse(status_code=status_code, content=error_body(code, message, request_id), headers=headers)
+
+
+REJECTION_STATUS = {"too_large": 413, "unsupported_content": 415}
+"""An upload refused at the door is a 422 unless its code says the size or the kind of file is the problem."""
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status of a refusal raised by a service."""
+    if isinstance(error, RejectedUpload):
+        return REJECTION_STATUS.get(error.code, 422)
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    if isinstance(error, TenantUnavailable):
+        return 403
+    if isinstance(error, InvalidInput):
+        return 422
+    return 400
 
 
 CLIENT_KEYED = frozenset({"filters", "metadata"})
@@ -119,6 +137,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return error_response(request, exc.status_code, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        return error_response(request, status_of(exc), exc.code, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import send_error
 
 # Room for the multipart boundaries, part headers and the `metadata` field.
 MULTIPART_OVERHEAD = 256 * 1024
@@ -70,21 +70,5 @@ class UploadSizeLimitMiddleware:
             await self._too_large(scope, send)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        request_id = (scope.get("state") or {}).get("request_id")
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "too_large",
-                    "message": f"the file is larger than the limit of {self.max_upload_bytes} bytes",
-                    "request_id": request_id,
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"the file is larger than the limit of {self.max_upload_bytes} bytes"
+        await send_error(send, 413, "too_large", message, (scope.get("state") or {}).get("request_id"))

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 import time
@@ -28,7 +27,8 @@ from collections.abc import Sequence
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import APIError, log_unavailable, unavailable
+from api.errors import log_unavailable, unavailable
+from core.errors import send_error
 
 log = logging.getLogger("phivault.request")
 
@@ -141,7 +141,12 @@ class RequestContextMiddleware:
             else:
                 log_unavailable(exc, request_id)
             if not started_response:
-                await _send_error(send_with_id, request_id, error)
+                if error is None:
+                    await send_error(send_with_id, 500, "internal_error", "internal server error", request_id)
+                else:
+                    await send_error(
+                        send_with_id, error.status_code, error.code, error.message, request_id, error.headers
+                    )
         finally:
             route = scope.get("route")
             log.info(
@@ -155,15 +160,3 @@ class RequestContextMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
-
-
-async def _send_error(send: Send, request_id: str, error: APIError | None) -> None:
-    """`error` in the error shape, or a 500 `internal_error` when there is none."""
-    error = error or APIError(500, "internal_error", "internal server error")
-    body = json.dumps({"error": {"code": error.code, "message": error.message, "request_id": request_id}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend(
-        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (error.headers or {}).items()
-    )
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

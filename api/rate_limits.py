@@ -24,8 +24,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 
-from api.context import TenantScope, audit_denial, route_of
+from api.context import TenantScope, route_of
 from api.errors import APIError
+from audit.service import record_denial
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def rate_limited(
         try:
             await limiter.check(operation, str(scope.tenant_id), scope.principal.subject)
         except RateLimited:
-            await audit_denial(
+            await record_denial(
                 scope.state.database,
                 scope.actor,
                 scope.tenant_id,

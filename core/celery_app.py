@@ -1,4 +1,7 @@
-"""The Celery application: Redis broker, at-least-once delivery settings."""
+"""The Celery application: Redis broker, at-least-once delivery settings.
+
+Core names no task: the tasks register themselves on `celery_app` when `ingest.tasks` is imported,
+which the edge that starts a worker or beat does (`cli.services`)."""
 
 from __future__ import annotations
 
@@ -22,11 +25,6 @@ def broker_url(redis_url: str) -> str:
 def configure_celery(redis_url: str, settings: Settings) -> Celery:
     url = broker_url(redis_url)
     celery_app.conf.update(
-        include=["ingest.tasks"],
-        beat_schedule={
-            "reconcile-stale-documents": {"task": "ingest.reconcile", "schedule": settings.reconcile_interval_seconds},
-            "purge-deleted-documents": {"task": "ingest.purge_deleted", "schedule": settings.purge_interval_seconds},
-        },
         broker_url=url,
         broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_seconds},
         result_backend=None,

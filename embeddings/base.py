@@ -1,7 +1,8 @@
 """The embedding contract: what chunking and search need from a model, and the stored vector width.
 
-Every vector is stored in a `VECTOR(1024)` column, whatever model made it. A model whose native
-dimension is smaller is zero-padded up to `STORED_DIM`; a larger one is refused. Padding with zeros
+Every vector is stored in the `VECTOR(1024)` column `document_chunks.embedding` (its width,
+`models.chunk.EMBEDDING_DIM`, is defined there once), whatever model made it. A model whose native
+dimension is smaller is zero-padded up to `EMBEDDING_DIM`; a larger one is refused. Padding with zeros
 leaves cosine similarity unchanged: the extra coordinates add nothing to the dot product of two
 padded vectors and nothing to either norm, so `cos(pad(a), pad(b)) == cos(a, b)`. Vectors from
 different models are not comparable, which is why chunks record the model that embedded them.
@@ -12,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-STORED_DIM = 1024
-"""Width of the stored embedding column (`document_chunks.embedding VECTOR(1024)`)."""
+from models.chunk import EMBEDDING_DIM
 
 
 class EmbeddingDimensionError(ValueError):
@@ -33,14 +33,14 @@ class Tokenizer(Protocol):
 
 
 class Embedder(Protocol):
-    """Turns text into unit-length vectors of width `dim` (always `STORED_DIM`)."""
+    """Turns text into unit-length vectors of width `dim` (always `EMBEDDING_DIM`)."""
 
     model_id: str
     """The model name recorded on chunks (`document_chunks.embedding_model`)."""
     dim: int
-    """Width of the returned vectors: always `STORED_DIM`."""
+    """Width of the returned vectors: always `EMBEDDING_DIM`."""
     native_dim: int
-    """Width of the model's own vectors, before zero padding (at most `STORED_DIM`)."""
+    """Width of the model's own vectors, before zero padding (at most `EMBEDDING_DIM`)."""
     max_tokens: int
     """The most content tokens (as counted by `tokenizer`) one passage may have without being truncated."""
     tokenizer: Tokenizer
@@ -55,24 +55,24 @@ class Embedder(Protocol):
 
 
 def check_native_dim(native_dim: int) -> None:
-    """Refuse a native dimension that cannot be stored (not positive, or wider than `STORED_DIM`)."""
+    """Refuse a native dimension that cannot be stored (not positive, or wider than `EMBEDDING_DIM`)."""
     if native_dim <= 0:
         raise EmbeddingDimensionError(f"embedding dimension must be positive, got {native_dim}")
-    if native_dim > STORED_DIM:
+    if native_dim > EMBEDDING_DIM:
         raise EmbeddingDimensionError(
-            f"model produces {native_dim}-dimensional embeddings but the store holds at most {STORED_DIM}; "
-            f"choose a model with at most {STORED_DIM} dimensions"
+            f"model produces {native_dim}-dimensional embeddings but the store holds at most {EMBEDDING_DIM}; "
+            f"choose a model with at most {EMBEDDING_DIM} dimensions"
         )
 
 
 def pad_to_stored_dim(vector: Sequence[float], native_dim: int) -> list[float]:
-    """Return `vector` (of length `native_dim`) zero-padded to `STORED_DIM`.
+    """Return `vector` (of length `native_dim`) zero-padded to `EMBEDDING_DIM`.
 
     Zero padding leaves cosine similarity unchanged: dot products and norms are the same as for the
-    native vectors. Raises `EmbeddingDimensionError` if `native_dim` exceeds `STORED_DIM` or the
+    native vectors. Raises `EmbeddingDimensionError` if `native_dim` exceeds `EMBEDDING_DIM` or the
     vector's length is not `native_dim`.
     """
     check_native_dim(native_dim)
     if len(vector) != native_dim:
         raise EmbeddingDimensionError(f"expected a {native_dim}-dimensional vector, got {len(vector)} dimensions")
-    return [float(x) for x in vector] + [0.0] * (STORED_DIM - native_dim)
+    return [float(x) for x in vector] + [0.0] * (EMBEDDING_DIM - native_dim)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.settings import Settings
-from embeddings.base import STORED_DIM, Embedder, Tokenizer, check_native_dim, pad_to_stored_dim
+from embeddings.base import Embedder, Tokenizer, check_native_dim, pad_to_stored_dim
+from models.chunk import EMBEDDING_DIM
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -123,7 +124,7 @@ class HFTokenizer:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model behind the `Embedder` protocol.
 
-    Vectors are L2-normalised by the model and zero-padded to `STORED_DIM`. `max_tokens` is the
+    Vectors are L2-normalised by the model and zero-padded to `EMBEDDING_DIM`. `max_tokens` is the
     content budget of one passage: the model's max sequence length minus its special tokens and the
     passage prefix (254 for all-MiniLM-L6-v2, whose max sequence length is 256).
     """
@@ -140,7 +141,7 @@ class SentenceTransformerEmbedder:
         native_dim = _native_dimension(self._model)
         check_native_dim(native_dim)
         self.native_dim: int = native_dim
-        self.dim: int = STORED_DIM
+        self.dim: int = EMBEDDING_DIM
 
         hf_tokenizer = HFTokenizer(self._model.tokenizer)
         self.tokenizer: Tokenizer = hf_tokenizer

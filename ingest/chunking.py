@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from embeddings.base import Tokenizer
-from ingest.sections import Section
+from ingest.formats import Section
 
 _NO_BOUNDARY, _WORD, _SENTENCE, _PARAGRAPH = 0, 1, 2, 3
 _SENTENCE_END = re.compile(r"[.!?][\"'\u2019\u201d)\]]*$")

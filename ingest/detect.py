@@ -7,7 +7,6 @@ in the API process before anything is stored; `ingest.extract` repeats the limit
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
@@ -16,31 +15,27 @@ import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import charset_normalizer
-from pypdf import PdfReader
 
 from core.settings import Settings
-from ingest.sections import ContentError
-
-PDF = "application/pdf"
-DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-TEXT = "text/plain"
-MARKDOWN = "text/markdown"
-HTML = "text/html"
-CSV = "text/csv"
-JSON = "application/json"
-SUPPORTED_TYPES = (PDF, DOCX, TEXT, MARKDOWN, HTML, CSV, JSON)
-
-DEFAULT_MAX_ZIP_RATIO = 100
-DEFAULT_MAX_ZIP_ENTRIES = 10_000
+from ingest.formats import (
+    CSV,
+    DEFAULT_MAX_ZIP_ENTRIES,
+    DEFAULT_MAX_ZIP_RATIO,
+    DOCX,
+    HTML,
+    JSON,
+    MARKDOWN,
+    PDF,
+    TEXT,
+    ContentError,
+    decode_text,
+    open_pdf,
+    zip_limit_violation,
+)
 
 _PDF_MAGIC = b"%PDF-"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end record of an empty archive
 _DOCX_REQUIRED_MEMBERS = ("[Content_Types].xml", "word/document.xml")
-# Small members may legitimately compress very well (XML full of repeated tags); only big ones matter.
-_RATIO_CHECK_MIN_BYTES = 1024 * 1024
 _TEXT_PREFIX_BYTES = 64 * 1024
 _HTML_WINDOW_CHARS = 1024
 _CSV_SAMPLE_LINES = 50
@@ -57,16 +52,13 @@ _LEADING_DOTS_AND_SPACES = re.compile(r"^[\s.]+")
 
 
 class RejectedUpload(ContentError):
-    """An upload refused at the door, with the HTTP status the API answers.
+    """An upload refused at the door, before anything is stored.
 
-    415 when we do not handle the kind of file at all (`unsupported_content`); 422 when it is a kind we
-    handle but this file is unusable (`empty_file`, `corrupt_file`, `encrypted_pdf`, `too_many_pages`,
-    `zip_bomb`).
+    `too_large` when it passes the size limit; `unsupported_content` when we do not handle the kind of
+    file at all; otherwise it is a kind we handle but this file is unusable (`empty_file`,
+    `corrupt_file`, `encrypted_pdf`, `too_many_pages`, `zip_bomb`). `api.errors` maps these to 413, 415
+    and 422.
     """
-
-    def __init__(self, code: str, message: str, status_code: int | None = None) -> None:
-        super().__init__(code, message)
-        self.status_code = status_code if status_code is not None else (415 if code == "unsupported_content" else 422)
 
 
 @dataclass(frozen=True)
@@ -105,67 +97,6 @@ def inspect_upload(path: Path, limits: UploadLimits) -> str:
             "unsupported_content", "Unsupported file type: upload a PDF, DOCX, text, Markdown, HTML, CSV or JSON file."
         )
     return _classify_text(text, path, complete=complete)
-
-
-def decode_text(data: bytes, *, complete: bool = True) -> str | None:
-    """Decode bytes that should be text, or return None when no encoding gives plausible text.
-
-    UTF-8 (with or without BOM) is tried first: it is by far the most common and charset_normalizer
-    guesses poorly on short samples. `complete=False` marks a prefix cut at an arbitrary byte, so a
-    multi-byte sequence split at the end is not an error.
-    """
-    try:
-        return codecs.getincrementaldecoder("utf-8-sig")().decode(data, final=complete)
-    except UnicodeDecodeError:
-        pass
-    matches = charset_normalizer.from_bytes(data)
-    best = matches.best()
-    if best is None:
-        return None
-    # Western legacy text is overwhelmingly Windows-1252 (Latin-1's printable superset), but
-    # charset_normalizer often ranks an equally clean Central European or Mac code page first.
-    for match in matches:
-        if match.chaos == best.chaos and "cp1252" in match.could_be_from_charset:
-            return str(match)
-    return str(best)
-
-
-def zip_limit_violation(
-    archive: zipfile.ZipFile,
-    *,
-    max_uncompressed_bytes: int,
-    max_ratio: int = DEFAULT_MAX_ZIP_RATIO,
-    max_entries: int = DEFAULT_MAX_ZIP_ENTRIES,
-) -> str | None:
-    """Why opening `archive` would be unsafe, judged from its central directory without decompressing.
-
-    Python's zipfile never yields more than a member's declared size, so the declared sizes are a
-    sound bound. Returns None when the archive is within limits.
-    """
-    members = archive.infolist()
-    if len(members) > max_entries:
-        return f"The archive has more than {max_entries} entries."
-    if sum(member.file_size for member in members) > max_uncompressed_bytes:
-        return f"The archive expands to more than {max_uncompressed_bytes} bytes."
-    for member in members:
-        if member.file_size > _RATIO_CHECK_MIN_BYTES and member.file_size > max_ratio * member.compress_size:
-            return f"An archive member is compressed more than {max_ratio} to 1."
-    return None
-
-
-def open_pdf(source: Path | BinaryIO, max_pages: int) -> PdfReader:
-    """Open a PDF that is readable, unencrypted and at most `max_pages` long, else raise `ContentError`."""
-    try:
-        reader = PdfReader(source, strict=False)
-        encrypted = reader.is_encrypted
-        pages = 0 if encrypted else len(reader.pages)
-    except Exception as exc:  # pypdf raises many exception types on malformed input, not only PdfReadError
-        raise ContentError("corrupt_file", "The PDF could not be read; it may be damaged.") from exc
-    if encrypted:
-        raise ContentError("encrypted_pdf", "The PDF is password-protected; upload an unencrypted copy.")
-    if pages > max_pages:
-        raise ContentError("too_many_pages", f"The PDF has more than {max_pages} pages.")
-    return reader
 
 
 def sanitize_filename(raw: str | None, max_length: int = 255) -> str:

@@ -19,8 +19,20 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from core.settings import Settings
-from ingest.detect import CSV, DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, decode_text, open_pdf, zip_limit_violation
-from ingest.sections import ContentError, Section
+from ingest.formats import (
+    CSV,
+    DOCX,
+    HTML,
+    JSON,
+    MARKDOWN,
+    PDF,
+    TEXT,
+    ContentError,
+    Section,
+    decode_text,
+    open_pdf,
+    zip_limit_violation,
+)
 
 _LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c]")
 # PostgreSQL text cannot hold NUL and UTF-8 cannot encode lone surrogates (broken PDF font maps

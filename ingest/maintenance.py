@@ -8,26 +8,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, text
-
 from core.db import Database
 from core.storage import ObjectStore
+from ingest import repository
 from ingest.processing import WORKER_ACTOR
 from models.audit import write_audit_event
-from models.document import Document
-from models.tenant import Tenant
+from tenants.repository import get_tenant, tenant_ids
+from tenants.service import TenantUnavailable, require_active
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]]
-
-
-async def tenant_ids(db: Database) -> list[uuid.UUID]:
-    """Every tenant's id, through the one directory function the app role may call."""
-    async with db.engine.connect() as conn:
-        ids = list((await conn.scalars(text("SELECT phivault_tenant_ids()"))).all())
-        await conn.rollback()
-    return ids
 
 
 async def reconcile(
@@ -51,31 +42,24 @@ async def reconcile(
     sent = 0
     for tenant_id in await tenant_ids(db):
         async with db.tenant_session(tenant_id) as session:
-            tenant = await session.get(Tenant, tenant_id)
-            if tenant is None or tenant.status != "active":
+            try:
+                require_active(await get_tenant(session, tenant_id))
+            except TenantUnavailable:
                 continue
-            queued = (Document.status == "queued") & (Document.updated_at < func.now() - queued_after)
-            lapsed = (Document.status == "processing") & (Document.updated_at < func.now() - processing_after)
-            candidates = (
-                await session.scalars(
-                    select(Document)
-                    .where(
-                        Document.tenant_id == tenant_id,
-                        Document.deleted_at.is_(None),
-                        or_(lapsed, queued) if in_queue is not None else lapsed,
-                    )
-                    .order_by(Document.updated_at)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            candidates = await repository.stale_candidates(
+                session,
+                tenant_id,
+                queued_after=queued_after,
+                processing_after=processing_after,
+                include_queued=in_queue is not None,
+                batch=batch,
+            )
             waiting = in_queue or frozenset()
             stale = [
                 document for document in candidates if document.status == "processing" or document.id not in waiting
             ]
             for document in stale:
-                document.status = "queued"
-                document.updated_at = func.now()
+                repository.mark_requeued(document)
                 await write_audit_event(
                     session,
                     WORKER_ACTOR.event(
@@ -94,17 +78,7 @@ async def purge_deleted(db: Database, store: ObjectStore, *, retention: timedelt
     purged = 0
     for tenant_id in await tenant_ids(db):
         async with db.tenant_session(tenant_id) as session:
-            expired = list(
-                (
-                    await session.scalars(
-                        select(Document)
-                        .where(Document.tenant_id == tenant_id, Document.deleted_at < cutoff)
-                        .order_by(Document.deleted_at)
-                        .limit(batch)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
-            )
+            expired = await repository.deleted_before(session, tenant_id, cutoff, batch)
             for document in expired:
                 # The object goes first: a crash after this leaves a row the next run finishes.
                 await asyncio.to_thread(store.delete, tenant_id, document.id)
@@ -119,8 +93,6 @@ async def purge_deleted(db: Database, store: ObjectStore, *, retention: timedelt
                     ),
                 )
             if expired:
-                await session.execute(
-                    delete(Document).where(Document.tenant_id == tenant_id, Document.id.in_([d.id for d in expired]))
-                )
+                await repository.delete_documents(session, tenant_id, [d.id for d in expired])
             purged += len(expired)
     return purged

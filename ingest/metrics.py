@@ -29,6 +29,7 @@ from celery.signals import task_postrun, task_prerun
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from core.errors import error_body
 from core.metrics_auth import require_metrics_token
 from core.security import AuthError
 from core.settings import Settings
@@ -99,7 +100,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _error(start_response: StartResponse, status: str, code: str, message: str) -> Iterable[bytes]:
     """The service's error shape; the worker has no request id of its own, so each refusal gets one."""
-    body = json.dumps({"error": {"code": code, "message": message, "request_id": str(uuid.uuid4())}}).encode()
+    body = json.dumps(error_body(code, message, str(uuid.uuid4()))).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
     return [body]
 

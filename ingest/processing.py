@@ -26,7 +26,6 @@ from datetime import timedelta
 
 import botocore.exceptions
 import redis.exceptions
-from sqlalchemy import Delete, delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from core.db import Database, database_unavailable
@@ -34,15 +33,15 @@ from core.keys import DecryptionError, TenantKeyRef
 from core.settings import Settings
 from core.storage import ObjectStore
 from embeddings.base import Embedder
+from ingest import repository
 from ingest.chunking import Chunk, chunk_sections
 from ingest.extract import ExtractionLimits, extract_sections
+from ingest.formats import ContentError
 from ingest.metrics import CHUNKS_EMBEDDED
-from ingest.repository import get_document
-from ingest.sections import ContentError
 from models.audit import Actor, write_audit_event
-from models.chunk import DocumentChunk
 from models.document import Document
-from models.tenant import Tenant
+from tenants.repository import get_tenant
+from tenants.service import tenant_key_ref
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,6 @@ def is_transient(exc: BaseException) -> bool:
 
 
 MAX_ATTEMPTS = 5
-CLAIMABLE = ("queued", "processing")
 RENEWALS_PER_LEASE = 4
 """How often a holder renews its claim per lease period: three renewals in a row may be late or lost."""
 
@@ -94,21 +92,19 @@ async def claim(
     of its own), so a running lease is no reason to wait.
     """
     async with db.tenant_session(tenant_id) as session:
-        document = await get_document(session, tenant_id, document_id, for_update=True)
-        if document is None or document.deleted_at is not None or document.status not in CLAIMABLE:
+        document = await repository.lock_claimable(session, tenant_id, document_id)
+        if document is None:
             return None
-        if document.status == "processing" and not take_over:
-            now = await session.scalar(select(func.now()))
-            assert now is not None
-            if document.updated_at > now - lease:
-                log.info("document held by a live claim; message dropped", extra={"document_id": str(document_id)})
-                return None
-        tenant = await session.get(Tenant, tenant_id)
+        live_lease = document.status == "processing" and not take_over
+        if live_lease and document.updated_at > await repository.database_now(session) - lease:
+            log.info("document held by a live claim; message dropped", extra={"document_id": str(document_id)})
+            return None
+        tenant = await get_tenant(session, tenant_id)
         assert tenant is not None
         document.status = "processing"
         document.attempts += 1
         return Claim(
-            keys=TenantKeyRef(tenant_id=tenant.id, kms_key_id=tenant.kms_key_id, wrapped_key=tenant.wrapped_key),
+            keys=tenant_key_ref(tenant),
             content_type=document.content_type,
             metadata=dict(document.metadata_),
             attempts=document.attempts,
@@ -133,19 +129,7 @@ def prepare(
 async def renew(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, attempts: int) -> bool:
     """Renew the claim made at attempt `attempts`; False once it is no longer the document's claim."""
     async with db.tenant_session(tenant_id) as session:
-        renewed = await session.scalar(
-            update(Document)
-            .where(
-                Document.tenant_id == tenant_id,
-                Document.id == document_id,
-                Document.status == "processing",
-                Document.attempts == attempts,
-            )
-            .values(updated_at=func.now())
-            .returning(Document.id)
-            .execution_options(synchronize_session=False)
-        )
-    return renewed is not None
+        return await repository.renew_claim(session, tenant_id, document_id, attempts)
 
 
 async def _keep_claim(
@@ -170,25 +154,19 @@ async def _keep_claim(
             )
 
 
-def _holds(document: Document, claimed: Claim) -> bool:
-    """The document is still waiting for this claim: not done, and not claimed since."""
-    return document.status in CLAIMABLE and document.attempts == claimed.attempts
-
-
 async def finish(
     db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, claimed: Claim, prepared: Prepared, model_id: str
 ) -> bool:
     async with db.tenant_session(tenant_id) as session:
-        document = await get_document(session, tenant_id, document_id, for_update=True)
-        if document is None or document.deleted_at is not None or not _holds(document, claimed):
+        document = await repository.lock_claimable(session, tenant_id, document_id, attempts=claimed.attempts)
+        if document is None:
             return False
-        await session.execute(_delete_chunks(tenant_id, document_id))
-        await session.execute(
-            insert(DocumentChunk),
+        await repository.replace_chunks(
+            session,
+            tenant_id,
+            document_id,
             [
                 {
-                    "tenant_id": tenant_id,
-                    "document_id": document_id,
                     "chunk_index": chunk.index,
                     "text": chunk.text,
                     "token_count": chunk.token_count,
@@ -218,11 +196,14 @@ async def fail(
     db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, claimed: Claim, code: str, message: str
 ) -> None:
     async with db.tenant_session(tenant_id) as session:
-        document = await get_document(session, tenant_id, document_id, for_update=True)
-        if document is None or not _holds(document, claimed):
+        # A document deleted while it was processed is still marked failed: restoring it shows why.
+        document = await repository.lock_claimable(
+            session, tenant_id, document_id, attempts=claimed.attempts, include_deleted=True
+        )
+        if document is None:
             return
         _mark(document, "failed", error_code=code, error_message=message)
-        await session.execute(_delete_chunks(tenant_id, document_id))
+        await repository.delete_chunks(session, tenant_id, document_id)
         await write_audit_event(
             session,
             WORKER_ACTOR.event(
@@ -234,11 +215,6 @@ async def fail(
                 metadata={"error_code": code},
             ),
         )
-
-
-def _delete_chunks(tenant_id: uuid.UUID, document_id: uuid.UUID) -> Delete:
-    """Every chunk of the document: a retry or a failure never leaves an earlier attempt's chunks."""
-    return delete(DocumentChunk).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.document_id == document_id)
 
 
 def _mark(

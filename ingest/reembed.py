@@ -12,20 +12,15 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import func, select, update
-
 from core.db import Database
 from embeddings.base import Embedder
+from ingest import repository
 from models.audit import Actor, write_audit_event
-from models.chunk import DocumentChunk
 
 
 async def stale_chunk_count(db: Database, tenant_id: uuid.UUID, model_id: str) -> int:
     async with db.tenant_session(tenant_id) as session:
-        count = await session.scalar(
-            select(func.count()).where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.embedding_model != model_id)
-        )
-    return int(count or 0)
+        return await repository.stale_chunk_count(session, tenant_id, model_id)
 
 
 async def reembed_tenant(
@@ -41,24 +36,12 @@ async def reembed_tenant(
     done = 0
     while True:
         async with db.tenant_session(tenant_id) as session:
-            rows = (
-                await session.execute(
-                    select(DocumentChunk.id, DocumentChunk.text)
-                    .where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.embedding_model != embedder.model_id)
-                    .order_by(DocumentChunk.id)
-                    .limit(batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            rows = await repository.stale_chunks(session, tenant_id, embedder.model_id, batch_size)
             if not rows:
                 return done
             vectors = await asyncio.to_thread(embedder.embed_documents, [row.text for row in rows])
             for row, vector in zip(rows, vectors, strict=True):
-                await session.execute(
-                    update(DocumentChunk)
-                    .where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.id == row.id)
-                    .values(embedding=vector, embedding_model=embedder.model_id)
-                )
+                await repository.set_chunk_embedding(session, tenant_id, row.id, vector, embedder.model_id)
             await write_audit_event(
                 session,
                 actor.event(

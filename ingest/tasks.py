@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from celery import Task
+from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from redis.asyncio import Redis
 
-from core.celery_app import celery_app
+from core.celery_app import celery_app, configure_celery
 from core.db import Database, create_engine
 from core.keys import key_provider_from_settings
 from core.runtime import Services, resolve_services
@@ -145,13 +145,27 @@ async def reconcile_now(database: Database, queue: TaskQueue, redis: Redis, sett
     )
 
 
-@celery_app.task(name="ingest.reconcile")
+RECONCILE_TASK = "ingest.reconcile"
+PURGE_TASK = "ingest.purge_deleted"
+
+
+def configured_app(redis_url: str, settings: Settings) -> Celery:
+    """The Celery app with this module's tasks registered and beat's schedule for the periodic ones."""
+    app = configure_celery(redis_url, settings)
+    app.conf.beat_schedule = {
+        "reconcile-stale-documents": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_seconds},
+        "purge-deleted-documents": {"task": PURGE_TASK, "schedule": settings.purge_interval_seconds},
+    }
+    return app
+
+
+@celery_app.task(name=RECONCILE_TASK)
 def reconcile_stale() -> int:
     rt = runtime()
     return run(reconcile_now(rt.database, rt.queue, rt.redis, rt.settings))
 
 
-@celery_app.task(name="ingest.purge_deleted")
+@celery_app.task(name=PURGE_TASK)
 def purge() -> int:
     rt = runtime()
     return run(purge_deleted(rt.database, rt.store, retention=timedelta(days=rt.settings.retention_days)))

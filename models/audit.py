@@ -9,6 +9,8 @@ its hash, and concurrent writers of one tenant are serialised.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -175,3 +177,7 @@ class ActingSession:
                 metadata=metadata,
             ),
         )
+
+
+TransactionFactory = Callable[[], AbstractAsyncContextManager[ActingSession]]
+"""Opens one acting transaction per call: for services that commit in several steps (an upload)."""

@@ -16,7 +16,7 @@ EMBEDDING_DIM = 1024
 
 
 class DocumentChunk(Base):
-    """A piece of a document's text with its embedding (zero-padded to 1024 dimensions)."""
+    """A piece of a document's text with its embedding (zero-padded to `EMBEDDING_DIM`)."""
 
     __tablename__ = "document_chunks"
     __table_args__ = (

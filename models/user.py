@@ -8,8 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, deleted_at_column, tenant_fk, updated_at_column, uuid_pk
 
-ROLES = ("platform_admin", "admin", "member", "viewer")
-
 
 class User(Base):
     """A person or service known by its JWT `sub` within one tenant, provisioned on first sight."""

@@ -30,19 +30,9 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from search.schemas import SearchResult
+
 Plan = Literal["exact", "hnsw"]
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    filename: str
-    chunk_index: int
-    page: int | None
-    text: str
-    score: float
-    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -136,11 +126,11 @@ async def configure_hnsw(session: AsyncSession, ef_search: int, max_scan_tuples:
 
 async def vector_search(
     session: AsyncSession, scope: Scope, query_vector: list[float], k: int, plan: Plan
-) -> list[Hit]:
+) -> list[SearchResult]:
     params: dict[str, Any] = {"query_vector": _vector_literal(query_vector)}
     sql = vector_sql(scope, k, plan, params)
     rows = await session.execute(text(sql), params)
-    return [_hit(row) for row in rows.mappings()]
+    return [_result(row) for row in rows.mappings()]
 
 
 async def explain_vector_search(
@@ -152,7 +142,9 @@ async def explain_vector_search(
     return "\n".join(str(row[0]) for row in rows)
 
 
-async def text_search(session: AsyncSession, scope: Scope, query: str, query_vector: list[float], k: int) -> list[Hit]:
+async def text_search(
+    session: AsyncSession, scope: Scope, query: str, query_vector: list[float], k: int
+) -> list[SearchResult]:
     """Full-text candidates ranked by `ts_rank_cd` (their cosine score is still computed)."""
     params: dict[str, Any] = {"query_vector": _vector_literal(query_vector), "query": query}
     where = _where(scope, params)
@@ -165,11 +157,11 @@ async def text_search(session: AsyncSession, scope: Scope, query: str, query_vec
         ),
         params,
     )
-    return [_hit(row) for row in rows.mappings()]
+    return [_result(row) for row in rows.mappings()]
 
 
-def _hit(row: Any) -> Hit:
-    return Hit(
+def _result(row: Any) -> SearchResult:
+    return SearchResult(
         chunk_id=row["chunk_id"],
         document_id=row["document_id"],
         filename=row["filename"],

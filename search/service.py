@@ -12,26 +12,17 @@ from core.settings import Settings
 from embeddings.base import Embedder
 from models.audit import ActingSession
 from search.metrics import SearchMetrics
-from search.repository import (
-    Hit,
-    Plan,
-    Scope,
-    choose_plan,
-    configure_hnsw,
-    tenant_chunk_count,
-    text_search,
-    vector_search,
-)
+from search.repository import Plan, Scope, choose_plan, configure_hnsw, tenant_chunk_count, text_search, vector_search
 from search.schemas import SearchRequest, SearchResponse, SearchResult
 
 RRF_K = 60
 HYBRID_CANDIDATES = 4  # each retriever contributes this many times k candidates (at least 40)
 
 
-def reciprocal_rank_fusion(rankings: list[list[Hit]], k: int) -> list[Hit]:
+def reciprocal_rank_fusion(rankings: list[list[SearchResult]], k: int) -> list[SearchResult]:
     """Merge ranked lists by the sum of 1 / (RRF_K + rank); ties keep the higher cosine score first."""
     fused: dict[object, float] = {}
-    hits: dict[object, Hit] = {}
+    hits: dict[object, SearchResult] = {}
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
@@ -48,7 +39,7 @@ async def run_vector_query(
     settings: Settings,
     *,
     plan: Plan | None = None,
-) -> tuple[Plan, list[Hit]]:
+) -> tuple[Plan, list[SearchResult]]:
     """The k nearest chunks of the tenant in `scope`, and the plan that found them.
 
     The plan comes from the tenant's chunk counter and `search_exact_max_rows` unless
@@ -105,4 +96,4 @@ async def search(
     took = time.perf_counter() - started
     if metrics is not None:
         metrics.observe(plan, request.mode, took)
-    return SearchResponse(results=[SearchResult(**hit.__dict__) for hit in hits], took_ms=round(took * 1000, 2))
+    return SearchResponse(results=hits, took_ms=round(took * 1000, 2))

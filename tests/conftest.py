@@ -22,7 +22,7 @@ from core.runtime import Services, throwaway_services
 from core.settings import Settings
 from models import Tenant
 from models.audit import Actor
-from models.tenancy import create_tenant, key_provisioner
+from tenants.service import create_tenant, key_provisioner
 from tests.waiting import patience
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -127,7 +127,7 @@ class Worker:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "worker", "--concurrency", str(self.concurrency)],
+            [sys.executable, "-m", "cli", "worker", "--concurrency", str(self.concurrency)],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -231,5 +231,5 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def phivault(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the `phivault` CLI in a subprocess with `env`."""
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, timeout=timeout
     )

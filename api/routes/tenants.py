@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
-from api.context import PlatformScope, audit_denial, platform_scope, route_of
+from api.context import PlatformScope, platform_scope, route_of
 from api.errors import APIError
 from api.openapi import BEARER, error_responses
-from api.schemas import TenantCreate, TenantOut, TenantUpdate
-from models.tenancy import TenantNameError, create_tenant, get_tenant, key_provisioner, set_tenant_status
+from audit.service import record_denial
+from tenants.schemas import TenantCreate, TenantOut, TenantUpdate
+from tenants.service import create_tenant, get_tenant, key_provisioner, set_tenant_status
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
@@ -26,15 +27,12 @@ Platform = Annotated[PlatformScope, Depends(platform_scope)]
     openapi_extra=BEARER,
 )
 async def create(scope: Platform, body: TenantCreate) -> TenantOut:
-    try:
-        tenant = await create_tenant(scope.state.database, body.name, scope.actor, key_provisioner(scope.state.keys))
-    except TenantNameError as exc:
-        raise APIError(422, "invalid_name", str(exc)) from exc
+    tenant = await create_tenant(scope.state.database, body.name, scope.actor, key_provisioner(scope.state.keys))
     return TenantOut.model_validate(tenant)
 
 
 async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
-    await audit_denial(
+    await record_denial(
         scope.state.database,
         scope.actor,
         None,

@@ -48,14 +48,14 @@ def cli_env(outside_database: URL, services: Services) -> dict[str, str]:
 
 def test_migrate_then_api_serves_as_the_app_role(cli_env: dict[str, str]) -> None:
     migrate = subprocess.run(
-        [sys.executable, "-m", "core.cli", "migrate"], env=cli_env, capture_output=True, text=True, timeout=patience()
+        [sys.executable, "-m", "cli", "migrate"], env=cli_env, capture_output=True, text=True, timeout=patience()
     )
     assert migrate.returncode == 0, migrate.stderr
     assert "migrations at head" in migrate.stdout
 
     port = _free_port()
     api = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "cli", "api", "--host", "127.0.0.1", "--port", str(port)],
         env=cli_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -68,10 +68,10 @@ def test_migrate_then_api_serves_as_the_app_role(cli_env: dict[str, str]) -> Non
 
 
 def test_api_refuses_to_start_as_the_owner(cli_env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "core.cli", "migrate"], env=cli_env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "cli", "migrate"], env=cli_env, check=True, capture_output=True)
     env = dict(cli_env, PHIVAULT_APP_DATABASE_URL=cli_env["DATABASE_URL"])
     api = subprocess.run(
-        [sys.executable, "-m", "core.cli", "api", "--port", str(_free_port())],
+        [sys.executable, "-m", "cli", "api", "--port", str(_free_port())],
         env=env,
         capture_output=True,
         text=True,
@@ -94,7 +94,7 @@ def test_token_is_refused_in_a_valid_production_configuration(cli_env: dict[str,
         PHIVAULT_DB_ALLOW_PLAINTEXT="true",
     )
     refused = subprocess.run(
-        [sys.executable, "-m", "core.cli", "token", "--role", "platform_admin"],
+        [sys.executable, "-m", "cli", "token", "--role", "platform_admin"],
         env=env,
         capture_output=True,
         text=True,
@@ -145,7 +145,7 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
     env.update(PHIVAULT_DATA_DIR=str(data_dir), PHIVAULT_API_PORT=str(port), HF_HUB_OFFLINE="1")
     log = (tmp_path / "up.log").open("wb")
     up = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [sys.executable, "-m", "cli", "up"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
         assert _wait_ready(port, up) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]

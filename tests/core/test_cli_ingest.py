@@ -69,5 +69,5 @@ def test_ingest_refuses_an_unknown_tenant(env: dict[str, str], tmp_path: Path) -
     note.write_text("A note.")
     refused = phivault(env, "ingest", str(note), "--tenant", str(uuid.uuid4()))
     assert refused.returncode == 2
-    assert "does not exist or is not active" in refused.stderr
+    assert "this tenant does not exist" in refused.stderr
     assert "Traceback" not in refused.stderr

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import typer
 
-from core.cli import app
+from cli.main import app
 from tests.deploy.template import APP_SERVICES, ROOT, load_template
 
 DOCKERFILE = ROOT / "Dockerfile"

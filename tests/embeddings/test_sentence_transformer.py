@@ -14,7 +14,7 @@ import pytest
 
 import embeddings.sentence_transformer as st_module
 from core.settings import Settings
-from embeddings.base import STORED_DIM, EmbeddingDimensionError, pad_to_stored_dim
+from embeddings.base import EmbeddingDimensionError, pad_to_stored_dim
 from embeddings.sentence_transformer import (
     BGE_QUERY_PREFIX,
     HFTokenizer,
@@ -24,6 +24,7 @@ from embeddings.sentence_transformer import (
     prefixes_for,
     resolve_model_path,
 )
+from models.chunk import EMBEDDING_DIM
 
 # Nothing above imports huggingface_hub (the embedder defers it), so this takes effect before it is read.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -93,7 +94,7 @@ def test_loads_the_packaged_model(embedder: SentenceTransformerEmbedder) -> None
     assert embedder.model_id == MODEL
     assert embedder.device == "cpu"
     assert embedder.native_dim == NATIVE_DIM
-    assert embedder.dim == STORED_DIM == 1024
+    assert embedder.dim == EMBEDDING_DIM == 1024
     assert embedder.max_seq_length == 256
     assert embedder.max_tokens == 254  # 256 minus [CLS] and [SEP]
 

@@ -22,11 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.errors import status_of
 from embeddings.sentence_transformer import HFTokenizer, resolve_model_path
 from ingest.chunking import chunk_sections
-from ingest.detect import SUPPORTED_TYPES, RejectedUpload, UploadLimits, decode_text, inspect_upload
+from ingest.detect import RejectedUpload, UploadLimits, inspect_upload
 from ingest.extract import ExtractionLimits, extract_sections
-from ingest.sections import ContentError, Section
+from ingest.formats import SUPPORTED_TYPES, ContentError, Section, decode_text
 from tests.fuzz.conftest import FUZZ_SETTINGS, REPORT
 from tests.sample_files import make_docx, make_pdf
 from tests.waiting import patience
@@ -142,7 +143,7 @@ def test_detection_then_extraction_refuse_or_succeed(upload_path: Path, data: by
         detected = detect(upload_path)
         extracted = extract(data, detected) if isinstance(detected, str) else None
     if isinstance(detected, RejectedUpload):
-        assert detected.status_code in (413, 415, 422)
+        assert status_of(detected) in (413, 415, 422)
         return
     assert detected in SUPPORTED_TYPES
     if isinstance(extracted, list):

@@ -12,7 +12,7 @@ import pytest
 from embeddings.base import Tokenizer
 from embeddings.sentence_transformer import HFTokenizer, resolve_model_path
 from ingest.chunking import Chunk, chunk_sections
-from ingest.sections import Section
+from ingest.formats import Section
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

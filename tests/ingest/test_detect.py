@@ -14,22 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
+from api.errors import status_of
 from core.settings import Settings
-from ingest.detect import (
-    CSV,
-    DOCX,
-    HTML,
-    JSON,
-    MARKDOWN,
-    PDF,
-    SUPPORTED_TYPES,
-    TEXT,
-    RejectedUpload,
-    UploadLimits,
-    decode_text,
-    inspect_upload,
-    sanitize_filename,
-)
+from ingest.detect import RejectedUpload, UploadLimits, inspect_upload, sanitize_filename
+from ingest.formats import CSV, DOCX, HTML, JSON, MARKDOWN, PDF, SUPPORTED_TYPES, TEXT, decode_text
 from tests.sample_files import MIB, make_docx, make_docx_bomb, make_encrypted_pdf, make_pdf
 
 LIMITS = UploadLimits(max_pages=10, max_zip_uncompressed_bytes=100 * MIB)
@@ -136,7 +124,7 @@ def test_large_json_is_parsed_whole(tmp_path: Path) -> None:
 
 def test_empty_file(tmp_path: Path) -> None:
     error = rejection(write(tmp_path, "empty.pdf", b""))
-    assert (error.code, error.status_code) == ("empty_file", 422)
+    assert (error.code, status_of(error)) == ("empty_file", 422)
 
 
 @pytest.mark.parametrize(
@@ -153,17 +141,17 @@ def test_empty_file(tmp_path: Path) -> None:
 )
 def test_binary_is_unsupported_even_named_pdf(tmp_path: Path, data: bytes) -> None:
     error = rejection(write(tmp_path, "report.pdf", data))
-    assert (error.code, error.status_code) == ("unsupported_content", 415)
+    assert (error.code, status_of(error)) == ("unsupported_content", 415)
 
 
 def test_encrypted_pdf(tmp_path: Path) -> None:
     error = rejection(write(tmp_path, "a.pdf", make_encrypted_pdf()))
-    assert (error.code, error.status_code) == ("encrypted_pdf", 422)
+    assert (error.code, status_of(error)) == ("encrypted_pdf", 422)
 
 
 def test_corrupt_pdf(tmp_path: Path) -> None:
     error = rejection(write(tmp_path, "a.pdf", b"%PDF-1.4\n" + b"SECRET-PHI garbage " * 20))
-    assert (error.code, error.status_code) == ("corrupt_file", 422)
+    assert (error.code, status_of(error)) == ("corrupt_file", 422)
     assert "SECRET" not in error.message
 
 
@@ -171,13 +159,13 @@ def test_too_many_pages(tmp_path: Path) -> None:
     path = write(tmp_path, "a.pdf", make_pdf(["one", "two", "three"]))
     assert inspect_upload(path, UploadLimits(max_pages=3, max_zip_uncompressed_bytes=MIB)) == PDF
     error = rejection(path, UploadLimits(max_pages=2, max_zip_uncompressed_bytes=MIB))
-    assert (error.code, error.status_code) == ("too_many_pages", 422)
+    assert (error.code, status_of(error)) == ("too_many_pages", 422)
 
 
 def test_zip_bomb_by_total_size(tmp_path: Path) -> None:
     limits = UploadLimits(max_pages=10, max_zip_uncompressed_bytes=MIB, max_zip_ratio=1_000_000)
     error = rejection(write(tmp_path, "a.docx", make_docx_bomb()), limits)
-    assert (error.code, error.status_code) == ("zip_bomb", 422)
+    assert (error.code, status_of(error)) == ("zip_bomb", 422)
 
 
 def test_zip_bomb_by_ratio(tmp_path: Path) -> None:
@@ -187,7 +175,7 @@ def test_zip_bomb_by_ratio(tmp_path: Path) -> None:
         == DOCX
     )
     error = rejection(path, UploadLimits(max_pages=10, max_zip_uncompressed_bytes=100 * MIB))
-    assert (error.code, error.status_code) == ("zip_bomb", 422)
+    assert (error.code, status_of(error)) == ("zip_bomb", 422)
 
 
 def test_zip_bomb_by_entry_count(tmp_path: Path) -> None:
@@ -198,7 +186,7 @@ def test_zip_bomb_by_entry_count(tmp_path: Path) -> None:
         == DOCX
     )
     error = rejection(path, UploadLimits(max_pages=10, max_zip_uncompressed_bytes=MIB, max_zip_entries=entries - 1))
-    assert (error.code, error.status_code) == ("zip_bomb", 422)
+    assert (error.code, status_of(error)) == ("zip_bomb", 422)
 
 
 def test_zip_that_is_not_docx(tmp_path: Path) -> None:
@@ -206,16 +194,16 @@ def test_zip_that_is_not_docx(tmp_path: Path) -> None:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("notes.txt", "hello")
     error = rejection(write(tmp_path, "a.docx", buffer.getvalue()))
-    assert (error.code, error.status_code) == ("unsupported_content", 415)
+    assert (error.code, status_of(error)) == ("unsupported_content", 415)
 
 
 def test_corrupt_zip(tmp_path: Path) -> None:
     error = rejection(write(tmp_path, "a.docx", b"PK\x03\x04" + b"\x01garbage" * 50))
-    assert (error.code, error.status_code) == ("corrupt_file", 422)
+    assert (error.code, status_of(error)) == ("corrupt_file", 422)
 
 
-def test_status_code_can_be_overridden() -> None:
-    assert RejectedUpload("too_large", "Too large.", 413).status_code == 413
+def test_too_large_is_answered_413() -> None:
+    assert status_of(RejectedUpload("too_large", "Too large.")) == 413
 
 
 # Filenames

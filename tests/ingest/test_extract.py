@@ -9,9 +9,8 @@ import docx
 import pytest
 
 from core.settings import Settings
-from ingest.detect import CSV, DOCX, HTML, JSON, MARKDOWN, PDF, TEXT
 from ingest.extract import ExtractionLimits, extract_sections
-from ingest.sections import ContentError, Section
+from ingest.formats import CSV, DOCX, HTML, JSON, MARKDOWN, PDF, TEXT, ContentError, Section
 from tests.sample_files import MIB, make_blank_pdf, make_docx, make_docx_bomb, make_encrypted_pdf, make_pdf
 
 LIMITS = ExtractionLimits(max_pages=10, max_chars=100_000, max_zip_uncompressed_bytes=100 * MIB)

@@ -13,7 +13,8 @@ from core.db import Database
 from core.keys import key_provider_from_settings
 from core.settings import Settings
 from core.storage import object_store_from_settings
-from ingest.maintenance import purge_deleted, reconcile, tenant_ids
+from ingest.maintenance import purge_deleted, reconcile
+from tenants.repository import tenant_ids
 from tests.conftest import owner_scalar
 from tests.harness import Tokens, audit_actions, upload
 

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import Database
 from core.settings import Settings
-from embeddings.base import STORED_DIM, Tokenizer
+from embeddings.base import Tokenizer
 from ingest.reembed import reembed_tenant, stale_chunk_count
-from ingest.upload import service_transaction
 from models.audit import Actor
+from models.chunk import EMBEDDING_DIM
 from search.schemas import SearchRequest
 from search.service import search
+from tenants.service import tenant_transactions
 from tests.conftest import TenantFactory, owner_scalar
 from tests.security.tenant_rows import VECTOR_1024
 
@@ -39,7 +40,7 @@ class HashEmbedder:
     """A deterministic stand-in for a new model: unit vectors derived from the text's hash."""
 
     model_id = "hash-v2"
-    dim = STORED_DIM
+    dim = EMBEDDING_DIM
     native_dim = 8
     max_tokens = 256
     tokenizer: Tokenizer = WordTokenizer()
@@ -48,7 +49,7 @@ class HashEmbedder:
         digest = hashlib.sha256(text.encode()).digest()
         raw = [b - 127.5 for b in digest[:8]]
         norm = sum(x * x for x in raw) ** 0.5
-        return [x / norm for x in raw] + [0.0] * (STORED_DIM - 8)
+        return [x / norm for x in raw] + [0.0] * (EMBEDDING_DIM - 8)
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         return [self._vector(t) for t in texts]
@@ -86,7 +87,7 @@ async def test_search_ignores_other_models_until_reembedded(
     embedder = HashEmbedder()
     request = SearchRequest(query="old chunk number 3", k=5)
 
-    async with service_transaction(db, tenant_id, ACTOR)() as tx:
+    async with tenant_transactions(db, tenant_id, ACTOR)() as tx:
         before = await search(tx, embedder, request, settings)
     assert before.results == []
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 5
@@ -97,7 +98,7 @@ async def test_search_ignores_other_models_until_reembedded(
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 0
     assert await reembed_tenant(db, embedder, tenant_id, ACTOR) == 0
 
-    async with service_transaction(db, tenant_id, ACTOR)() as tx:
+    async with tenant_transactions(db, tenant_id, ACTOR)() as tx:
         after = await search(tx, embedder, request, settings)
     assert after.results[0].text == "old chunk number 3"
     assert after.results[0].score > 0.999

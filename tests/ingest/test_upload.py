@@ -14,8 +14,10 @@ from core.db import Database
 from core.keys import key_provider_from_settings
 from core.settings import Settings
 from core.storage import object_store_from_settings
-from ingest.upload import TransactionFactory, service_transaction, spooled, store_upload
-from models.audit import ActingSession, Actor
+from ingest.service import store_upload
+from ingest.spool import spooled
+from models.audit import ActingSession, Actor, TransactionFactory
+from tenants.service import tenant_transactions
 from tests.conftest import TenantFactory, owner_scalar
 
 ACTOR = Actor(actor_id="test", actor_type="system")
@@ -53,7 +55,7 @@ async def test_object_is_removed_when_the_row_cannot_be_committed(
         enqueued.append(document_id)
         return True
 
-    transaction = failing_on_call(service_transaction(db, tenant_id, ACTOR), failing_call=2)
+    transaction = failing_on_call(tenant_transactions(db, tenant_id, ACTOR), failing_call=2)
     before = sorted(p for p in (settings.data_dir / "objects").rglob("*") if p.is_file())
     with pytest.raises(DatabaseWentAway):
         async with spooled(io.BytesIO(b"Lost row, no orphan object."), settings.data_dir / "spool", 1024) as upload:

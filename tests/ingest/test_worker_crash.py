@@ -37,7 +37,7 @@ from ingest.chunking import Chunk
 from ingest.maintenance import reconcile
 from ingest.processing import Prepared, claim, finish, renew
 from models.audit import Actor
-from models.tenancy import create_tenant, key_provisioner
+from tenants.service import create_tenant, key_provisioner
 from tests.conftest import development_settings
 from tests.harness import Tokens, Worker, app_client, audit_actions, upload, worker_env
 from tests.ingest.private_stack import (

@@ -13,7 +13,7 @@ from core.db import Database, create_engine
 from core.runtime import Services
 from core.settings import Settings
 from models.audit import Actor
-from models.tenancy import create_tenant
+from tenants.service import create_tenant
 from tests.conftest import run_in_fresh_loop
 
 TENANTS = 5

@@ -78,7 +78,7 @@ def _api(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = _free_port()
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "api", "--host", HOST, "--port", str(port)],
+            [sys.executable, "-m", "cli", "api", "--host", HOST, "--port", str(port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,30 +1,16 @@
-"""Reading the audit trail: filtered pages, streamed exports, and chain verification."""
+"""SQL for reading the audit trail: filtered pages, streamed exports, and the chain verification."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import Select, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.audit import GENESIS_HASH, ActingSession, AuditLog
-
-
-@dataclass(frozen=True)
-class AuditFilters:
-    action: str | None = None
-    actor_id: str | None = None
-    resource_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def as_metadata(self) -> dict[str, str]:
-        """The filters for the `audit.read` event: identifiers and times, never free text."""
-        return {k: str(v) for k, v in self.__dict__.items() if v is not None}
+from audit.schemas import AuditFilters, ChainReport, VerificationIncomplete
+from models.audit import GENESIS_HASH, AuditLog
 
 
 def _query(tenant_id: uuid.UUID, filters: AuditFilters) -> Select[AuditLog]:
@@ -59,23 +45,6 @@ async def stream_events(session: AsyncSession, tenant_id: uuid.UUID, filters: Au
     )
     async for event in result:
         yield event
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    valid: bool
-    checked: int
-    first_broken_id: int | None
-
-
-@dataclass(frozen=True)
-class VerificationIncomplete:
-    """The check itself could not finish (it timed out, or the database refused it for lack of resources).
-
-    This says nothing about the chain: it is reported and recorded apart from a broken link, so an
-    operational failure never reads as a tamper alarm."""
-
-    reason: str
 
 
 OPERATIONAL_SQLSTATE_CLASSES = {"40", "53", "54", "57", "58"}
@@ -142,31 +111,3 @@ async def verify_chain(
     if broken is None and has_head and (row["head_id"], row["head_hash"]) != (row["last_id"], row["last_hash"]):
         broken = int(row["head_id"])
     return ChainReport(valid=broken is None, checked=int(row["checked"]), first_broken_id=broken)
-
-
-async def verify_and_record(tx: ActingSession, *, timeout_seconds: float) -> ChainReport | VerificationIncomplete:
-    """Verify the tenant's chain and record the check (`audit.verified`) in the same transaction.
-
-    The event's `result` tells the three endings apart: `intact`, `broken` (with the first broken
-    link), or `incomplete` (with the operational reason, and no verdict on the chain)."""
-    report = await verify_chain(tx.session, tx.tenant.id, timeout_seconds=timeout_seconds)
-    if isinstance(report, VerificationIncomplete):
-        await tx.audit(
-            "audit.verified",
-            resource_type="audit_log",
-            outcome="error",
-            metadata={"result": "incomplete", "reason": report.reason},
-        )
-        return report
-    await tx.audit(
-        "audit.verified",
-        resource_type="audit_log",
-        outcome="success" if report.valid else "error",
-        metadata={
-            "result": "intact" if report.valid else "broken",
-            "valid": report.valid,
-            "checked": report.checked,
-            "first_broken_id": report.first_broken_id,
-        },
-    )
-    return report

@@ -1,4 +1,5 @@
-"""The narrow platform path to the `tenants` table.
+"""Tenants and the people acting in them: the platform path to the `tenants` table, what an active
+tenant is, and the tenant transaction every caller acts in.
 
 There is no role or setting that sees all tenants. Creating a tenant opens a
 `tenant_session` for the new tenant's own id (generated here), so the row passes
@@ -12,23 +13,90 @@ import asyncio
 import re
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import SYSTEM_TENANT_ID, Database
-from core.keys import KeyProvider
-from models.audit import Actor, write_audit_event
+from core.errors import DomainError, InvalidInput
+from core.keys import KeyProvider, TenantKeyRef
+from core.security import Principal
+from models.audit import ActingSession, Actor, TransactionFactory, write_audit_event
 from models.tenant import Tenant
+from models.user import User
+from tenants import repository
 
 SLUG_MAX_LENGTH = 48
 _SLUG_ATTEMPTS = 5
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
+"""`users.last_seen_at` is refreshed at most this often, so reads do not each cost a write."""
 
 
-class TenantNameError(ValueError):
+class TenantNameError(InvalidInput):
     """The tenant name cannot produce a usable slug."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_name", message)
+
+
+class TenantUnavailable(DomainError):
+    """The tenant does not exist, was deleted, or is suspended: nobody may act in it."""
+
+
+def require_active(tenant: Tenant | None) -> Tenant:
+    """The one definition of a tenant that may be acted in: it exists, is not deleted, and is active."""
+    if tenant is None or tenant.deleted_at is not None:
+        raise TenantUnavailable("tenant_unavailable", "this tenant does not exist or was deleted")
+    if tenant.status != "active":
+        raise TenantUnavailable("tenant_suspended", "this tenant is suspended")
+    return tenant
+
+
+def tenant_key_ref(tenant: Tenant) -> TenantKeyRef:
+    """What the key provider and the object store need to know about the tenant's key."""
+    return TenantKeyRef(tenant_id=tenant.id, kms_key_id=tenant.kms_key_id, wrapped_key=tenant.wrapped_key)
+
+
+@asynccontextmanager
+async def acting_session(
+    db: Database, tenant_id: uuid.UUID, actor: Actor, principal: Principal | None = None
+) -> AsyncIterator[ActingSession]:
+    """One transaction in an active tenant, with who acts in it; the caller's user is provisioned when
+    there is one (`principal`: HTTP requests; the command line acts without one)."""
+    async with db.tenant_session(tenant_id) as session:
+        tenant = require_active(await repository.get_tenant(session, tenant_id))
+        user_id = None
+        if principal is not None:
+            user_id = (await provision_user(session, tenant.id, principal.subject, principal.role, actor)).id
+        yield ActingSession(session=session, tenant=tenant, actor=actor, user_id=user_id)
+
+
+def tenant_transactions(db: Database, tenant_id: uuid.UUID, actor: Actor) -> TransactionFactory:
+    """`acting_session` as a factory, for services that open several transactions (an upload)."""
+    return lambda: acting_session(db, tenant_id, actor)
+
+
+async def provision_user(session: AsyncSession, tenant_id: uuid.UUID, subject: str, role: str, actor: Actor) -> User:
+    """The tenant's user for `subject`, created (and audited) the first time it is seen."""
+    now = datetime.now(UTC)
+    inserted = await repository.insert_user_once(session, tenant_id, subject, role, now)
+    user = await repository.get_live_user(session, tenant_id, subject)
+    assert user is not None
+    if inserted:
+        await write_audit_event(
+            session,
+            actor.event(
+                tenant_id, "user.provisioned", resource_type="user", resource_id=user.id, metadata={"role": role}
+            ),
+        )
+    elif user.role != role or user.last_seen_at is None or now - user.last_seen_at > LAST_SEEN_RESOLUTION:
+        user.role = role
+        user.last_seen_at = now
+    return user
 
 
 @dataclass(frozen=True)
@@ -91,12 +159,16 @@ async def create_tenant(db: Database, name: str, actor: Actor, provision_keys: K
     raise TenantNameError("could not find a free slug for this tenant name")
 
 
+def _live(tenant: Tenant | None) -> Tenant | None:
+    return tenant if tenant is not None and tenant.deleted_at is None else None
+
+
 async def get_tenant(db: Database, tenant_id: uuid.UUID, actor: Actor) -> Tenant | None:
     """Read one tenant (platform path); the read is audited when the tenant exists."""
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = await session.scalar(select(Tenant).where(Tenant.id == tenant_id, Tenant.deleted_at.is_(None)))
+        tenant = _live(await repository.get_tenant(session, tenant_id))
         if tenant is not None:
             await write_audit_event(
                 session, actor.event(tenant_id, "tenant.viewed", resource_type="tenant", resource_id=tenant_id)
@@ -109,9 +181,7 @@ async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, act
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = await session.scalar(
-            select(Tenant).where(Tenant.id == tenant_id, Tenant.deleted_at.is_(None)).with_for_update()
-        )
+        tenant = _live(await repository.get_tenant(session, tenant_id, for_update=True))
         if tenant is None:
             return None
         previous = tenant.status

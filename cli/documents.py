@@ -1,0 +1,204 @@
+"""`phivault ingest`, `search` and `reembed`: a tenant's documents from the command line, through the
+same services as the API (`ingest.service`, `search.service`) and with progress shown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.context import TenantOption, app_database, cli_actor, cli_settings, parse_uuid
+from core.db import Database
+from core.keys import key_provider_from_settings
+from core.runtime import Services, resolve_services
+from core.settings import Settings
+from core.storage import object_store_from_settings
+from ingest import repository
+from ingest.detect import RejectedUpload
+from ingest.queue import TaskQueue
+from ingest.service import receive_upload
+from tenants.service import acting_session, tenant_transactions
+
+if TYPE_CHECKING:
+    from search.schemas import SearchResponse
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Summary:
+    ready: int = 0
+    failed: int = 0
+    duplicate: int = 0
+    pending: int = 0
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [
+            f"ready: {self.ready}  failed: {self.failed}  duplicate: {self.duplicate}  "
+            f"rejected: {len(self.rejected)}  still processing: {self.pending}"
+        ]
+        lines += [f"  rejected {path}: {reason}" for path, reason in self.rejected]
+        return "\n".join(lines)
+
+
+def collect_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            files.append(path)
+    return files
+
+
+async def ingest_paths(
+    settings: Settings,
+    services: Services,
+    db: Database,
+    tenant_id: uuid.UUID,
+    paths: list[Path],
+    *,
+    wait: bool,
+    wait_seconds: float,
+) -> Summary:
+    queue = TaskQueue(services.redis_url)
+    store = object_store_from_settings(settings, key_provider_from_settings(settings))
+    transaction = tenant_transactions(db, tenant_id, cli_actor())
+    summary = Summary()
+    new_ids: list[uuid.UUID] = []
+    files = collect_files(paths)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns) as progress:
+            uploading = progress.add_task("uploading", total=len(files))
+            for path in files:
+                try:
+                    with path.open("rb") as source:
+                        outcome = await receive_upload(
+                            transaction, store, queue.enqueue, settings, source, filename=path.name, metadata={}
+                        )
+                    if outcome.duplicate:
+                        summary.duplicate += 1
+                    else:
+                        new_ids.append(outcome.document.id)
+                except RejectedUpload as exc:
+                    summary.rejected.append((path, exc.message))
+                progress.advance(uploading)
+            if wait and new_ids:
+                await _wait(db, tenant_id, new_ids, summary, progress, wait_seconds)
+            else:
+                summary.pending = len(new_ids)
+    finally:
+        queue.close()
+    return summary
+
+
+async def _wait(
+    db: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], summary: Summary, progress: Progress, wait_seconds: float
+) -> None:
+    processing = progress.add_task("processing", total=len(ids))
+    deadline = time.monotonic() + wait_seconds
+    statuses: dict[uuid.UUID, str] = {}
+    while True:
+        async with db.tenant_session(tenant_id) as session:
+            statuses = await repository.statuses_of(session, tenant_id, ids)
+        done = sum(1 for status in statuses.values() if status in ("ready", "failed"))
+        progress.update(processing, completed=done)
+        if done == len(ids) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(POLL_SECONDS)
+    summary.ready = sum(1 for s in statuses.values() if s == "ready")
+    summary.failed = sum(1 for s in statuses.values() if s == "failed")
+    summary.pending = len(ids) - summary.ready - summary.failed
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders (searched recursively).")],
+    tenant: TenantOption,
+    wait: Annotated[bool, typer.Option(help="Wait until every document is ready or failed.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for processing.")] = 600,
+) -> None:
+    """Upload files for a tenant, show progress, and summarise ready / failed / duplicate."""
+    settings = cli_settings()
+    services = resolve_services(settings)
+    tenant_id = parse_uuid(tenant)
+
+    async def run() -> Summary:
+        async with app_database(settings, services) as db:
+            return await ingest_paths(settings, services, db, tenant_id, paths, wait=wait, wait_seconds=timeout)
+
+    summary = asyncio.run(run())
+    typer.echo(summary.render())
+    if summary.failed or summary.rejected:
+        raise typer.Exit(1)
+
+
+def search(
+    query: str,
+    tenant: TenantOption,
+    k: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    mode: Annotated[str, typer.Option(help="vector or hybrid")] = "vector",
+) -> None:
+    """Search a tenant's documents and print the results as a table."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.table import Table
+
+    from embeddings.sentence_transformer import get_embedder
+    from search.schemas import SearchRequest
+    from search.service import search as run_search
+
+    settings = cli_settings()
+    services = resolve_services(settings, need_redis=False)
+    tenant_id = parse_uuid(tenant)
+    try:
+        request = SearchRequest(query=query, k=k, mode=mode)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
+
+    async def run() -> SearchResponse:
+        async with app_database(settings, services) as db, acting_session(db, tenant_id, cli_actor()) as tx:
+            return await run_search(tx, get_embedder(settings), request, settings)
+
+    response = asyncio.run(run())
+    table = Table(title=f"{len(response.results)} results in {response.took_ms:.0f} ms")
+    for column in ("score", "document", "chunk", "page", "text"):
+        table.add_column(column)
+    for hit in response.results:
+        snippet = " ".join(hit.text.split())[:100]
+        table.add_row(f"{hit.score:.3f}", hit.filename, str(hit.chunk_index), str(hit.page or ""), snippet)
+    Console().print(table)
+
+
+def reembed(tenant: TenantOption, batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 64) -> None:
+    """Re-embed a tenant's chunks made by another model with the active one, with progress."""
+    from embeddings.sentence_transformer import get_embedder
+    from ingest.reembed import reembed_tenant, stale_chunk_count
+
+    settings = cli_settings()
+    services = resolve_services(settings, need_redis=False)
+    tenant_id = parse_uuid(tenant)
+
+    async def run() -> int:
+        async with app_database(settings, services) as db:
+            embedder = get_embedder(settings)
+            total = await stale_chunk_count(db, tenant_id, embedder.model_id)
+            with Progress() as progress:
+                task = progress.add_task("re-embedding", total=total)
+                return await reembed_tenant(
+                    db,
+                    embedder,
+                    tenant_id,
+                    cli_actor(),
+                    batch_size=batch_size,
+                    on_batch=lambda n: progress.advance(task, n),
+                )
+
+    typer.echo(f"re-embedded {asyncio.run(run())} chunks")
