@@ -26,23 +26,39 @@ async def small_pool_db(services: Services, settings: Settings) -> AsyncIterator
 async def test_fifty_concurrent_sessions_never_see_each_others_context(
     small_pool_db: Database, make_tenant: TenantFactory
 ) -> None:
+    """Three pooled connections take turns serving two tenants: each session sees only its own context."""
     tenants = [(await make_tenant()).id, (await make_tenant()).id]
     rng = random.Random(7)
+    inside = 0
+    most_inside = 0
 
-    async def one(i: int) -> tuple[uuid.UUID, list[str], list[uuid.UUID]]:
+    async def one(i: int) -> tuple[uuid.UUID, int, list[str], list[uuid.UUID]]:
+        nonlocal inside, most_inside
         tenant_id = tenants[i % 2]
         async with small_pool_db.tenant_session(tenant_id) as session:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            backend = await session.scalar(text("SELECT pg_backend_pid()"))
             seen = [str(await session.scalar(text("SELECT current_setting('app.tenant_id')")))]
             await asyncio.sleep(rng.random() / 50)
             seen.append(str(await session.scalar(text("SELECT current_setting('app.tenant_id')"))))
             visible = list((await session.execute(text("SELECT id FROM tenants"))).scalars())
-        return tenant_id, seen, visible
+            inside -= 1
+        assert isinstance(backend, int)
+        return tenant_id, backend, seen, visible
 
     results = await asyncio.gather(*(one(i) for i in range(50)))
-    assert len(results) == 50
-    for tenant_id, seen, visible in results:
+    for tenant_id, _, seen, visible in results:
         assert seen == [str(tenant_id), str(tenant_id)]
         assert visible == [tenant_id]
+
+    # The premise: sessions overlapped, and connections were handed from one tenant to the other.
+    assert most_inside > 1, "the sessions never ran concurrently"
+    tenants_by_backend: dict[int, set[uuid.UUID]] = {}
+    for tenant_id, backend, _, _ in results:
+        tenants_by_backend.setdefault(backend, set()).add(tenant_id)
+    assert len(tenants_by_backend) <= 3, tenants_by_backend
+    assert any(served == set(tenants) for served in tenants_by_backend.values()), tenants_by_backend
 
     # Connections back in the pool carry no tenant context.
     for _ in range(3):

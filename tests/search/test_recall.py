@@ -1,7 +1,7 @@
 """Recall@10 of the real search path on 20,000 synthetic chunks over 50 tenants of Zipf-like sizes.
 
 A fresh database (created and migrated like tests/migrations) is filled by the owner with COPY
-(see `bench.search.make_corpus`): 1024-d unit vectors in 200 topic clusters whose popularity is
+(see `bench.zipf_corpus.make_corpus`): 1024-d unit vectors in 200 topic clusters whose popularity is
 uneven, so every tenant shares its busy topics with the large tenants; tenants range from 4,070
 rows down to 100 (0.5%). Then, connected as `phivault_app` through `Database.tenant_session`,
 every tenant runs queries (noisy copies of its own chunks) through
@@ -32,16 +32,8 @@ import numpy as np
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.search import (
-    HNSW_INDEX,
-    SYNTHETIC_MODEL,
-    Corpus,
-    exact_top_k,
-    load_corpus,
-    make_corpus,
-    make_queries,
-    zipf_sizes,
-)
+from bench.load import HNSW_INDEX, SYNTHETIC_MODEL, load_corpus
+from bench.zipf_corpus import Corpus, exact_top_k, make_corpus, make_queries, zipf_sizes
 from core import migrate
 from core.db import Database, create_engine, to_libpq_url
 from core.runtime import Services

@@ -14,6 +14,7 @@ from api.app import create_app
 from core.db import DatabaseUrls, UnsafeDatabaseRole
 from core.runtime import Services
 from core.settings import Settings
+from tests.harness import Tokens, app_client, audit_actions
 
 
 def _as(services: Services, url: URL) -> Services:
@@ -40,8 +41,29 @@ async def login_role(owner_engine: AsyncEngine, services: Services) -> AsyncIter
         await conn.execute(text(f"DROP ROLE {name}"))
 
 
-async def test_app_starts_as_phivault_app(settings: Settings, services: Services) -> None:
-    await _start(settings, services)
+async def test_app_starts_as_phivault_app_and_answers(
+    settings: Settings, services: Services, tokens: Tokens, owner_engine: AsyncEngine
+) -> None:
+    """Started as `phivault_app`, the app is alive, its database and broker are reachable, and a request that
+    writes through row-level security succeeds."""
+    async with app_client(settings, services) as client:
+        alive = await client.get("/healthz")
+        ready = await client.get("/readyz")
+        created = await client.post("/v1/tenants", json={"name": "Guarded clinic"}, headers=tokens.platform())
+        assert created.status_code == 201, created.text
+        tenant_id = uuid.UUID(created.json()["id"])
+        listed = await client.get("/v1/documents", headers=tokens.headers("member", tenant_id))
+    assert alive.status_code == 200
+    assert alive.json() == {"status": "ok"}
+    checks = ready.json()["checks"]
+    assert (checks["database"], checks["broker"]) == ("ok", "ok"), checks
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []
+    assert [action for action, _, _ in await audit_actions(owner_engine, tenant_id)] == [
+        "tenant.created",
+        "user.provisioned",
+        "document.listed",
+    ]
 
 
 async def test_refuses_the_owner_superuser(settings: Settings, services: Services) -> None:

@@ -28,8 +28,8 @@ from core.validation import MAX_DATETIME, MAX_JSON_DEPTH, MIN_DATETIME
 from tests.conftest import owner_scalar
 from tests.core.test_validation import DATETIMES
 from tests.harness import NOTE, Tokens
+from tests.security.bad_input import assert_nothing_stored, multipart, request_id, stored
 from tests.security.error_shape import assert_error
-from tests.security.test_bad_input import assert_nothing_stored, multipart, request_id, stored
 
 SECRET = "Zq7secret"
 """In every refused string, so that a message quoting the value would be caught."""

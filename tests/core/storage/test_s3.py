@@ -1,4 +1,4 @@
-"""Object stores: the segmented AES-GCM envelope format on disk and on S3, and SSE-KMS on S3 (moto)."""
+"""The S3 stores (moto): SSE-KMS under each tenant's own key, the envelope format in any bucket, addressing style."""
 
 from __future__ import annotations
 
@@ -6,254 +6,38 @@ import base64
 import io
 import json
 import os
-import shutil
-import stat
-import struct
 import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import boto3
 import pytest
 from mypy_boto3_kms import KMSClient
 from mypy_boto3_s3 import S3Client
 
 from core.keys import KEY_BYTES, DecryptionError, KeyProvider, KmsKeyProvider, LocalKeyProvider, TenantKeyRef
-from core.settings import Settings
 from core.storage import (
     MIB,
     SEGMENT_SIZE,
     LocalEncryptedStore,
     ObjectNotFoundError,
-    ObjectStore,
     S3EnvelopeStore,
     S3Store,
     StorageEncryptionError,
     object_key,
-    object_store_from_settings,
     s3_client,
 )
-from tests.harness import AWS_REGION
-
-REGION = AWS_REGION
-BUCKET = "phivault-test-objects"
-
-
-@pytest.fixture
-def kms(aws: None) -> KMSClient:
-    return boto3.client("kms", region_name=REGION)
-
-
-@pytest.fixture
-def s3(aws: None) -> S3Client:
-    client = boto3.client("s3", region_name=REGION)
-    client.create_bucket(Bucket=BUCKET)
-    return client
-
-
-@pytest.fixture
-def local_keys() -> LocalKeyProvider:
-    return LocalKeyProvider(os.urandom(KEY_BYTES))
-
-
-@pytest.fixture
-def store(tmp_path: Path, local_keys: LocalKeyProvider) -> LocalEncryptedStore:
-    return LocalEncryptedStore(tmp_path / "objects", local_keys)
-
-
-def random_file(directory: Path, size: int) -> tuple[Path, bytes]:
-    data = os.urandom(size)
-    path = directory / f"upload-{uuid.uuid4().hex}"
-    path.write_bytes(data)
-    return path, data
-
-
-def put_bytes(store: ObjectStore, tenant: TenantKeyRef, document_id: uuid.UUID, data: bytes) -> int:
-    return store.put(tenant, document_id, io.BytesIO(data)).size_bytes
-
-
-def segment_spans(blob: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every length-prefixed segment of a local object, parsed independently of the store."""
-    assert blob[:4] == b"PHV1"
-    (wrapped_len,) = struct.unpack(">H", blob[4:6])
-    position = 6 + wrapped_len
-    spans: list[tuple[int, int]] = []
-    while position < len(blob):
-        (length,) = struct.unpack(">I", blob[position : position + 4])
-        spans.append((position, position + 4 + length))
-        position += 4 + length
-    assert position == len(blob)
-    return spans
-
-
-def test_object_key() -> None:
-    tenant_id, document_id = uuid.uuid4(), uuid.uuid4()
-    assert object_key(tenant_id, document_id) == f"tenants/{tenant_id}/documents/{document_id}"
-    with pytest.raises(TypeError):
-        object_key("../../etc", document_id)  # type: ignore[arg-type]
-
-
-# --- local envelope store ------------------------------------------------------------------------------------------
-
-
-def test_local_round_trip_of_a_multi_segment_file(
-    tmp_path: Path, store: LocalEncryptedStore, local_keys: LocalKeyProvider
-) -> None:
-    tenant = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    source_path, data = random_file(tmp_path, 3 * MIB + MIB // 2)
-
-    with source_path.open("rb") as source:
-        source.read(100)  # put stores the whole file whatever the position
-        stored = store.put(tenant, document_id, source)
-
-    assert stored.key == object_key(tenant.tenant_id, document_id)
-    assert stored.size_bytes == len(data)
-    assert stored.kms_key_id is None
-    assert store.exists(tenant.tenant_id, document_id)
-    assert store.read(tenant, document_id) == data
-
-    chunks = list(store.iter_plaintext(tenant, document_id, chunk_size=256 * 1024))
-    assert all(0 < len(chunk) <= 256 * 1024 for chunk in chunks)
-    assert b"".join(chunks) == data
-
-    path = store.root / stored.key
-    blob = path.read_bytes()
-    assert len(segment_spans(blob)) == 4
-    for start in (0, len(data) // 2, len(data) - 64):
-        assert data[start : start + 64] not in blob
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    directory = path.parent
-    while directory != store.root.parent:
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
-        directory = directory.parent
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
-
-
-@pytest.mark.parametrize("size", [0, 1, SEGMENT_SIZE, SEGMENT_SIZE + 1])
-def test_local_round_trip_small_and_boundary_sizes(
-    store: LocalEncryptedStore, local_keys: LocalKeyProvider, size: int
-) -> None:
-    tenant = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    data = os.urandom(size)
-    assert put_bytes(store, tenant, document_id, data) == size
-    assert store.read(tenant, document_id) == data
-    blob = (store.root / object_key(tenant.tenant_id, document_id)).read_bytes()
-    assert len(segment_spans(blob)) == max(1, -(-size // SEGMENT_SIZE))
-    if size >= 16:
-        assert data[:16] not in blob
-
-
-def test_local_put_replaces_and_delete_is_idempotent(store: LocalEncryptedStore, local_keys: LocalKeyProvider) -> None:
-    tenant = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    put_bytes(store, tenant, document_id, b"first")
-    put_bytes(store, tenant, document_id, b"second")
-    assert store.read(tenant, document_id) == b"second"
-    store.delete(tenant.tenant_id, document_id)
-    store.delete(tenant.tenant_id, document_id)
-    assert not store.exists(tenant.tenant_id, document_id)
-    with pytest.raises(ObjectNotFoundError):
-        store.iter_plaintext(tenant, document_id)
-    with pytest.raises(FileNotFoundError):
-        store.read(tenant, document_id)
-
-
-def test_local_copy_under_another_tenant_or_document_fails(
-    store: LocalEncryptedStore, local_keys: LocalKeyProvider
-) -> None:
-    tenant_a = local_keys.provision_tenant_key(uuid.uuid4())
-    tenant_b = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    put_bytes(store, tenant_a, document_id, os.urandom(2 * MIB))
-    # Give B a document of its own so its directory exists, then plant A's file at B's paths.
-    put_bytes(store, tenant_b, uuid.uuid4(), b"b's own document")
-    source = store.root / object_key(tenant_a.tenant_id, document_id)
-
-    other_document = uuid.uuid4()
-    for tenant, target_document in ((tenant_b, document_id), (tenant_a, other_document)):
-        target = store.root / object_key(tenant.tenant_id, target_document)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        with pytest.raises(DecryptionError):
-            store.read(tenant, target_document)
-
-
-def rewrite(store: LocalEncryptedStore, tenant: TenantKeyRef, document_id: uuid.UUID, edit: Any) -> None:
-    path = store.root / object_key(tenant.tenant_id, document_id)
-    blob = path.read_bytes()
-    path.write_bytes(edit(blob, segment_spans(blob)))
-
-
-def drop_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    return blob[: spans[-1][0]]
-
-
-def cut_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    return blob[:-1]
-
-
-def swap_segments(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    (a_start, a_end), (b_start, b_end) = spans[1], spans[2]
-    return blob[:a_start] + blob[b_start:b_end] + blob[a_start:a_end] + blob[b_end:]
-
-
-def repeat_last_segment(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    return blob + blob[spans[-1][0] : spans[-1][1]]
-
-
-def flip_a_bit(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    position = spans[0][0] + 100
-    return blob[:position] + bytes([blob[position] ^ 1]) + blob[position + 1 :]
-
-
-def bad_magic(blob: bytes, spans: list[tuple[int, int]]) -> bytes:
-    return b"PHV2" + blob[4:]
-
-
-@pytest.mark.parametrize(
-    "edit", [drop_last_segment, cut_last_segment, swap_segments, repeat_last_segment, flip_a_bit, bad_magic]
+from tests.core.storage.conftest import (
+    BUCKET,
+    bad_magic,
+    cut_last_segment,
+    drop_last_segment,
+    flip_a_bit,
+    put_bytes,
+    random_file,
+    segment_spans,
+    settings_for,
+    swap_segments,
 )
-def test_local_tampering_is_detected(store: LocalEncryptedStore, local_keys: LocalKeyProvider, edit: Any) -> None:
-    tenant = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    put_bytes(store, tenant, document_id, os.urandom(3 * MIB + 1000))
-    rewrite(store, tenant, document_id, edit)
-    with pytest.raises(DecryptionError):
-        store.read(tenant, document_id)
-
-
-def test_local_stream_stops_at_the_tampered_segment(store: LocalEncryptedStore, local_keys: LocalKeyProvider) -> None:
-    tenant = local_keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    data = os.urandom(3 * MIB + 1000)
-    put_bytes(store, tenant, document_id, data)
-    rewrite(store, tenant, document_id, swap_segments)
-    received: list[bytes] = []
-    with pytest.raises(DecryptionError, match="segment 1"):
-        for chunk in store.iter_plaintext(tenant, document_id):
-            received.append(chunk)
-    assert b"".join(received) == data[:SEGMENT_SIZE]
-
-
-def test_local_envelope_with_kms_keys(tmp_path: Path, kms: KMSClient) -> None:
-    keys = KmsKeyProvider(kms)
-    store = LocalEncryptedStore(tmp_path / "objects", keys)
-    tenant_a = keys.provision_tenant_key(uuid.uuid4())
-    tenant_b = keys.provision_tenant_key(uuid.uuid4())
-    document_id = uuid.uuid4()
-    data = os.urandom(MIB + 17)
-    stored = store.put(tenant_a, document_id, io.BytesIO(data))
-    assert stored.kms_key_id == tenant_a.kms_key_id
-    assert store.read(tenant_a, document_id) == data
-
-    target = store.root / object_key(tenant_b.tenant_id, document_id)
-    target.parent.mkdir(parents=True)
-    shutil.copyfile(store.root / stored.key, target)
-    with pytest.raises(DecryptionError):
-        store.read(tenant_b, document_id)
-
 
 # --- S3 with SSE-KMS (moto) ----------------------------------------------------------------------------------------
 
@@ -515,58 +299,6 @@ def test_s3_envelope_tampering_missing_and_delete(s3: S3Client, local_keys: Loca
         store.iter_plaintext(tenant, document_id)
     with pytest.raises(ValueError, match="chunk_size"):
         store.iter_plaintext(tenant, document_id, chunk_size=0)
-
-
-# --- factory -------------------------------------------------------------------------------------------------------
-
-
-def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "storage": "local",
-        "s3_bucket": None,
-        "s3_endpoint_url": None,
-        "s3_encryption": None,
-        "key_provider": "local",
-        **overrides,
-    }
-    return Settings(env="development", data_dir=tmp_path, database_url=None, redis_url=None, **values)
-
-
-def test_object_store_from_settings(tmp_path: Path, aws: None, local_keys: LocalKeyProvider) -> None:
-    local = object_store_from_settings(settings_for(tmp_path), local_keys)
-    assert isinstance(local, LocalEncryptedStore)
-    assert local.root == tmp_path / "objects"
-    assert local.keys is local_keys
-
-    with pytest.raises(ValueError, match="PHIVAULT_S3_BUCKET"):
-        object_store_from_settings(settings_for(tmp_path, storage="s3"), local_keys)
-
-    kms_keys: KeyProvider = KmsKeyProvider(boto3.client("kms", region_name=REGION))
-    minio = "http://minio.internal:9000"
-    s3 = {"storage": "s3", "s3_bucket": BUCKET}
-    # (settings, keys) -> the store, and whether it goes to the custom endpoint.
-    cases: list[tuple[dict[str, Any], KeyProvider, type[S3Store | S3EnvelopeStore], str | None]] = [
-        ({}, local_keys, S3EnvelopeStore, None),  # local keys: envelope, even on AWS
-        ({"s3_endpoint_url": minio}, local_keys, S3EnvelopeStore, minio),  # Railway, MinIO, R2...
-        ({"s3_encryption": "envelope"}, local_keys, S3EnvelopeStore, None),
-        ({"key_provider": "aws-kms"}, kms_keys, S3Store, None),  # AWS with KMS keys: SSE-KMS by default
-        ({"key_provider": "aws-kms", "s3_encryption": "envelope"}, kms_keys, S3EnvelopeStore, None),
-        ({"key_provider": "aws-kms", "s3_endpoint_url": minio}, kms_keys, S3EnvelopeStore, minio),
-        ({"key_provider": "aws-kms", "s3_endpoint_url": minio, "s3_encryption": "sse-kms"}, kms_keys, S3Store, minio),
-    ]
-    for overrides, keys, expected, endpoint in cases:
-        store = object_store_from_settings(settings_for(tmp_path, **s3, **overrides), keys)
-        assert type(store) is expected, overrides
-        assert isinstance(store, S3Store | S3EnvelopeStore)
-        assert store.bucket == BUCKET
-        assert store.keys is keys
-        assert store.client.meta.endpoint_url == (endpoint or "https://s3.amazonaws.com"), overrides
-
-    # SSE-KMS needs KMS tenant keys, whatever the settings say about the provider.
-    with pytest.raises(ValueError, match="PHIVAULT_KEY_PROVIDER=aws-kms"):
-        object_store_from_settings(
-            settings_for(tmp_path, **s3, key_provider="aws-kms", s3_encryption="sse-kms"), local_keys
-        )
 
 
 @pytest.mark.parametrize(
