@@ -14,7 +14,7 @@ from api.limits import UploadSizeLimitMiddleware
 from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
-from api.rate_limits import RateLimits
+from api.rate_limiter import RateLimits
 from api.routes import audit, documents, health, metrics, search, tenants
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role

@@ -1,9 +1,11 @@
 """Every error leaves as `{"error": {"code", "message", "request_id"}}`; a client error is never a 500.
 
-A dependency that is down (PostgreSQL unreachable, restarting or out of connections; the object store
-failing an upload) is a 503 `service_unavailable` with `Retry-After`: the request may be sent again.
-It is logged as a warning naming the exception types, never their messages (a driver's message can
-quote row data). Any other database error is a bug and stays a 500.
+Services raise domain errors (`core.errors`; `RejectedUpload`, `TenantUnavailable`); this module
+alone decides their HTTP status (`status_of`). A dependency that is down (PostgreSQL unreachable,
+restarting or out of connections; the object store failing an upload) is a 503
+`service_unavailable` with `Retry-After`: the request may be sent again. It is logged as a warning
+naming the exception types, never their messages (a driver's message can quote row data). Any
+other database error is a bug and stays a 500.
 """
 
 from __future__ import annotations

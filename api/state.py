@@ -4,11 +4,11 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
 from api.metrics import ApiMetrics
+from api.rate_limiter import RateLimits
 from core.db import Database
 from core.keys import KeyProvider
 from core.runtime import Services
@@ -16,9 +16,6 @@ from core.security import TokenVerifier
 from core.settings import Settings
 from core.storage import ObjectStore
 from embeddings.base import Embedder
-
-if TYPE_CHECKING:  # api.rate_limits depends on api.context, which depends on this module
-    from api.rate_limits import RateLimits
 
 
 @dataclass

@@ -21,7 +21,7 @@ from bench.peers_rounds import K, PHIVaultClient, Query
 from bench.stack import Stack
 from bench.stats import counted_latency
 from core.db import Database, create_engine, to_libpq_url
-from embeddings.base import STORED_DIM
+from models.chunk import EMBEDDING_DIM
 from search.repository import Plan, Scope, _vector_literal, choose_plan, configure_hnsw, vector_sql
 
 _LOG_LINE = re.compile(
@@ -157,7 +157,7 @@ async def phivault_explain(stack: Stack, tenant: uuid.UUID, vector: list[float])
 
 def vector_literal_cost(vector: list[float]) -> dict[str, float]:
     """Client-side cost of turning the padded query vector into SQL text, as search.repository does."""
-    padded = vector + [0.0] * (STORED_DIM - len(vector))
+    padded = vector + [0.0] * (EMBEDDING_DIM - len(vector))
     runs = 200
     started = time.perf_counter()
     for _ in range(runs):

@@ -34,7 +34,7 @@ from bench.stats import counted_latency
 from bench.zipf_corpus import allocate, make_corpus, size_band, unit, zipf_sizes
 from core.db import to_libpq_url
 from core.security import mint_token
-from embeddings.base import STORED_DIM
+from models.chunk import EMBEDDING_DIM
 
 NATIVE_DIM = 384  # all-MiniLM-L6-v2
 
@@ -121,7 +121,7 @@ def run_small(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dic
             "query_vector_literal": vector_literal_cost(query_vectors[0].tolist()),
             "phivault_explain": asyncio.run(
                 phivault_explain(
-                    stack, ingested["tenant"], query_vectors[0].tolist() + [0.0] * (STORED_DIM - NATIVE_DIM)
+                    stack, ingested["tenant"], query_vectors[0].tolist() + [0.0] * (EMBEDDING_DIM - NATIVE_DIM)
                 )
             ),
             "peers_explain": runner.call({"op": "explain", "text": queries[0].text, "k": K}),
@@ -152,7 +152,7 @@ def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict
     sizes = zipf_sizes(args.chunks, args.tenants, exponent=1.0)
     corpus = make_corpus(sizes, seed=args.seed)
     native = unit(corpus.embeddings[:, :NATIVE_DIM])
-    padded = np.zeros((corpus.rows, STORED_DIM), dtype=np.float32)
+    padded = np.zeros((corpus.rows, EMBEDDING_DIM), dtype=np.float32)
     padded[:, :NATIVE_DIM] = native
     print(f"corpus: {corpus.rows} chunks over {len(sizes)} tenants ({sizes[0]}..{sizes[-1]} rows)", flush=True)
 
@@ -240,7 +240,7 @@ def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict
             "largest_tenant_rows": sizes[0],
             "smallest_tenant_rows": sizes[-1],
             "vectors": f"bench/zipf_corpus.py make_corpus, first {NATIVE_DIM} dimensions renormalised; "
-            f"PHIVault stores them padded to {STORED_DIM}",
+            f"PHIVault stores them padded to {EMBEDDING_DIM}",
             "phivault_load_seconds": round(phivault_load, 1),
         },
         "peers_load": loaded,

@@ -68,13 +68,13 @@ def running_stack(worker_concurrency: int = 1) -> Iterator[Stack]:
     port = _free_port()
     log = (data_dir / "stack.log").open("ab")
     api = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "cli", "api", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "worker", "--concurrency", str(worker_concurrency)],
+        [sys.executable, "-m", "cli", "worker", "--concurrency", str(worker_concurrency)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

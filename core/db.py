@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import event, text
@@ -244,6 +244,16 @@ def get_database() -> Database:
     if _database is None:
         raise RuntimeError("the database is not initialised in this process")
     return _database
+
+
+Row = TypeVar("Row")
+
+
+async def written(session: AsyncSession, row: Row) -> Row:
+    """Send `row`'s pending changes and read back what the database set (defaults, triggers, `updated_at`)."""
+    await session.flush()
+    await session.refresh(row)
+    return row
 
 
 def tenant_session(tenant_id: uuid.UUID) -> AbstractAsyncContextManager[AsyncSession]:

@@ -10,7 +10,9 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db import UnsafeDatabaseRole, to_libpq_url
 from core.settings import APP_ROLE
@@ -34,6 +36,12 @@ def alembic_config(owner_url: URL | None = None) -> Config:
     if owner_url is not None:
         config.attributes["url"] = owner_url.render_as_string(hide_password=False)
     return config
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The revision the database is migrated to (None before the first migration ran)."""
+    version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    return None if version is None else str(version)
 
 
 def head_revision() -> str:

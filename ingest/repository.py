@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from core.db import written
 from models.chunk import DocumentChunk
 from models.document import Document
 
@@ -63,6 +64,11 @@ async def list_documents(
         )
     query = query.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit)
     return list((await session.scalars(query)).all())
+
+
+async def insert_document(session: AsyncSession, document: Document) -> Document:
+    session.add(document)
+    return await written(session, document)
 
 
 async def statuses_of(session: AsyncSession, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:

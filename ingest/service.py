@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 
+from core.db import written
 from core.errors import Conflict, NotFound
 from core.settings import Settings
 from core.storage import ObjectStore
@@ -106,15 +107,13 @@ async def store_upload(
                 status="queued",
                 metadata_=metadata,
             )
-            tx.session.add(document)
-            await tx.session.flush()
+            await repository.insert_document(tx.session, document)
             await tx.audit(
                 "document.uploaded",
                 resource_type="document",
                 resource_id=document_id,
                 metadata={"sha256": upload.sha256, "size_bytes": upload.size_bytes, "content_type": content_type},
             )
-            await tx.session.refresh(document)
     except BaseException as exc:
         await discard(store, tenant_id, document_id)
         if isinstance(exc, IntegrityError) and "uq_documents_tenant_id_sha256" in str(exc.orig):
@@ -211,9 +210,8 @@ async def restore_document(
         if await repository.find_live_by_sha256(tx.session, tx.tenant.id, document.sha256) is not None:
             raise Conflict("duplicate_content", "a live document with the same content exists")
         document.deleted_at = None
-        await tx.session.flush()
+        await written(tx.session, document)
         await tx.audit("document.restored", resource_type="document", resource_id=document_id)
-        await tx.session.refresh(document)
     if document.status in repository.CLAIMABLE:
         await enqueue(tx.tenant.id, document_id)
     return document

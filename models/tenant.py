@@ -8,6 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at_column, deleted_at_column, updated_at_column, uuid_pk
 
+TENANT_STATUSES = ("active", "suspended")
+
 
 class Tenant(Base):
     """A customer organisation. Row-level security scopes this table by `id`."""

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Database
+from core.db import Database, written
 from models.tenant import Tenant
 from models.user import User
 
@@ -20,6 +20,11 @@ async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, for_update:
     if for_update:
         query = query.with_for_update()
     return await session.scalar(query)
+
+
+async def insert_tenant(session: AsyncSession, tenant: Tenant) -> Tenant:
+    session.add(tenant)
+    return await written(session, tenant)
 
 
 async def tenant_exists(session: AsyncSession, tenant_id: uuid.UUID) -> bool:

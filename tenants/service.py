@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import SYSTEM_TENANT_ID, Database
+from core.db import SYSTEM_TENANT_ID, Database, written
 from core.errors import DomainError, InvalidInput
 from core.keys import KeyProvider, TenantKeyRef
 from core.security import Principal
@@ -146,12 +146,10 @@ async def create_tenant(db: Database, name: str, actor: Actor, provision_keys: K
                 tenant = Tenant(
                     id=tenant_id, name=name.strip(), slug=slug, kms_key_id=keys.kms_key_id, wrapped_key=keys.wrapped_key
                 )
-                session.add(tenant)
-                await session.flush()
+                await repository.insert_tenant(session, tenant)
                 await write_audit_event(
                     session, actor.event(tenant_id, "tenant.created", resource_type="tenant", resource_id=tenant_id)
                 )
-                await session.refresh(tenant)
             return tenant
         except IntegrityError as exc:
             if "uq_tenants_slug" not in str(exc.orig):
@@ -186,7 +184,7 @@ async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, act
             return None
         previous = tenant.status
         tenant.status = status
-        await session.flush()
+        await written(session, tenant)
         await write_audit_event(
             session,
             actor.event(
@@ -197,5 +195,4 @@ async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, act
                 metadata={"status": {"from": previous, "to": status}},
             ),
         )
-        await session.refresh(tenant)
         return tenant

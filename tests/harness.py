@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -24,6 +27,8 @@ from core.db import get_database, install_database
 from core.runtime import Services
 from core.security import Role, mint_token
 from core.settings import Settings
+from embeddings.base import Tokenizer
+from models.chunk import EMBEDDING_DIM
 from tests.conftest import TEST_APP_PASSWORD
 from tests.waiting import POLL_MAX_SECONDS, Deadline, eventually
 
@@ -60,6 +65,55 @@ async def app_client(settings: Settings, services: Services) -> AsyncIterator[ht
 async def client(settings: Settings, services: Services) -> AsyncIterator[httpx.AsyncClient]:
     async with app_client(settings, services) as http:
         yield http
+
+
+@dataclass
+class SentTasks:
+    """A stand-in for `TaskQueue.enqueue` that records what would have been sent to the workers."""
+
+    sent: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+
+    async def __call__(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
+        self.sent.append((tenant_id, document_id))
+        await asyncio.sleep(0)  # a real send yields to the loop: concurrent callers interleave here
+        return True
+
+    def documents(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        return [document for tenant, document in self.sent if tenant == tenant_id]
+
+
+class WordTokenizer:
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        spans, start = [], None
+        for i, ch in enumerate(text + " "):
+            if ch.isspace() and start is not None:
+                spans.append((start, i))
+                start = None
+            elif not ch.isspace() and start is None:
+                start = i
+        return spans
+
+
+class HashEmbedder:
+    """A deterministic stand-in for a new model: unit vectors derived from the text's hash."""
+
+    model_id = "hash-v2"
+    dim = EMBEDDING_DIM
+    native_dim = 8
+    max_tokens = 256
+    tokenizer: Tokenizer = WordTokenizer()
+
+    def _vector(self, text: str) -> list[float]:
+        digest = hashlib.sha256(text.encode()).digest()
+        raw = [b - 127.5 for b in digest[:8]]
+        norm = sum(x * x for x in raw) ** 0.5
+        return [x / norm for x in raw] + [0.0] * (EMBEDDING_DIM - 8)
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
 
 
 class Tokens:

@@ -7,10 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.state import AppState
-from core.migrate import head_revision
+from core.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 
@@ -25,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 async def _database_check(state: AppState) -> str:
     async with state.database.engine.connect() as conn:
-        version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+        version = await current_revision(conn)
     expected = head_revision()
     return "ok" if version == expected else f"migrations at {version}, expected {expected}"
 

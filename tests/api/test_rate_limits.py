@@ -127,7 +127,7 @@ async def test_fails_open_when_redis_is_unreachable(
 ) -> None:
     unreachable = dataclasses.replace(services, redis_url=f"unix://{tmp_path}/no-redis.sock")
     headers = tokens.headers("member", tenant_id)
-    with caplog.at_level(logging.WARNING, logger="api.rate_limits"):
+    with caplog.at_level(logging.WARNING, logger="api.rate_limiter"):
         async with limited(settings, unreachable) as http:
             for _ in range(4):
                 assert (await search(http, headers)).status_code == 200

@@ -32,8 +32,7 @@ from core.runtime import Services
 from core.settings import Settings
 from core.storage import MIB, S3EnvelopeStore, S3Store, object_key
 from ingest.processing import process_document
-from tests.harness import AWS_REGION, Tokens, audit_actions, process_database_kept, upload
-from tests.ingest.test_reembed import HashEmbedder
+from tests.harness import AWS_REGION, HashEmbedder, SentTasks, Tokens, audit_actions, process_database_kept, upload
 
 REGION = AWS_REGION
 BUCKET = "phivault-test"
@@ -80,18 +79,13 @@ async def running_app(settings: Settings, services: Services, **update: Any) -> 
     with process_database_kept():
         async with app.router.lifespan_context(app):
             state: AppState = app.state.phivault
-            enqueued: list[tuple[uuid.UUID, uuid.UUID]] = []
-
             # Record instead of sending to the shared Redis: the session's local-storage worker must not pick up
             # documents whose objects live in this test's (vanished) moto bucket.
-            async def record(tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
-                enqueued.append((tenant_id, document_id))
-                return True
-
-            state.enqueue = record
+            tasks = SentTasks()
+            state.enqueue = tasks
             transport = httpx.ASGITransport(app=app, client=CLIENT_ADDRESS)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-                yield S3Mode(http=http, state=state, s3=s3, kms=kms, enqueued=enqueued)
+                yield S3Mode(http=http, state=state, s3=s3, kms=kms, enqueued=tasks.sent)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,8 +16,8 @@ from core.settings import Settings
 from core.storage import object_store_from_settings
 from ingest.maintenance import purge_deleted, reconcile
 from tenants.repository import tenant_ids
-from tests.conftest import owner_scalar
-from tests.harness import Tokens, audit_actions, upload
+from tests.conftest import TenantFactory, owner_scalar
+from tests.harness import SentTasks, Tokens, audit_actions, upload
 
 
 async def _age(owner_engine: AsyncEngine, sql: str, document_id: str) -> None:
@@ -75,14 +76,9 @@ async def test_reconciler_resends_only_stale_work(
     fresh = await _queued_document(db, tenant_id, timedelta(seconds=1))
     stale = await _queued_document(db, tenant_id, timedelta(hours=1))
 
-    sent: list[tuple[uuid.UUID, uuid.UUID]] = []
-
-    async def record(tenant: uuid.UUID, document: uuid.UUID) -> bool:
-        sent.append((tenant, document))
-        return True
-
-    await reconcile(db, record, queued_after=timedelta(minutes=5), processing_after=timedelta(minutes=15))
-    mine = [document for tenant, document in sent if tenant == tenant_id]
+    tasks = SentTasks()
+    await reconcile(db, tasks, queued_after=timedelta(minutes=5), processing_after=timedelta(minutes=15))
+    mine = tasks.documents(tenant_id)
     assert mine == [uuid.UUID(stale)]
     assert uuid.UUID(fresh) not in mine
     assert ("document.requeued", "success", stale) in await audit_actions(owner_engine, tenant_id)
@@ -92,3 +88,25 @@ async def test_tenant_directory_lists_ids_only_for_the_app_role(db: Database, te
     ids = await tenant_ids(db)
     assert tenant_id in ids
     assert uuid.UUID(int=0) not in ids
+
+
+@pytest.mark.parametrize(
+    "inactive",
+    [
+        "UPDATE tenants SET status = 'suspended' WHERE id = :t",
+        "UPDATE tenants SET deleted_at = now() WHERE id = :t",
+    ],
+    ids=["suspended", "deleted"],
+)
+async def test_reconciler_leaves_an_inactive_tenant_alone(
+    make_tenant: TenantFactory, owner_engine: AsyncEngine, db: Database, inactive: str
+) -> None:
+    """The reconciler acts only in tenants `tenants.service.require_active` admits (a deleted tenant included)."""
+    tenant = await make_tenant()
+    stale = await _queued_document(db, tenant.id, timedelta(hours=1))
+    async with owner_engine.begin() as conn:
+        await conn.execute(text(inactive), {"t": tenant.id})
+    tasks = SentTasks()
+    await reconcile(db, tasks, queued_after=timedelta(minutes=5), processing_after=timedelta(minutes=15))
+    assert tasks.documents(tenant.id) == []
+    assert ("document.requeued", "success", stale) not in await audit_actions(owner_engine, tenant.id)

@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.storage import StoredObject
 from ingest.processing import process_document
 from tests.conftest import TenantFactory
-from tests.ingest.test_reembed import HashEmbedder
+from tests.harness import HashEmbedder
 
 PHI = "Zebulon Quartermaine MRN-99887766"
 

@@ -2,60 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Sequence
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import Database
 from core.settings import Settings
-from embeddings.base import Tokenizer
 from ingest.reembed import reembed_tenant, stale_chunk_count
 from models.audit import Actor
-from models.chunk import EMBEDDING_DIM
 from search.schemas import SearchRequest
 from search.service import search
 from tenants.service import tenant_transactions
 from tests.conftest import TenantFactory, owner_scalar
+from tests.harness import HashEmbedder
 from tests.security.tenant_rows import VECTOR_1024
 
 ACTOR = Actor(actor_id="test-reembed", actor_type="system")
-
-
-class WordTokenizer:
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        spans, start = [], None
-        for i, ch in enumerate(text + " "):
-            if ch.isspace() and start is not None:
-                spans.append((start, i))
-                start = None
-            elif not ch.isspace() and start is None:
-                start = i
-        return spans
-
-
-class HashEmbedder:
-    """A deterministic stand-in for a new model: unit vectors derived from the text's hash."""
-
-    model_id = "hash-v2"
-    dim = EMBEDDING_DIM
-    native_dim = 8
-    max_tokens = 256
-    tokenizer: Tokenizer = WordTokenizer()
-
-    def _vector(self, text: str) -> list[float]:
-        digest = hashlib.sha256(text.encode()).digest()
-        raw = [b - 127.5 for b in digest[:8]]
-        norm = sum(x * x for x in raw) ** 0.5
-        return [x / norm for x in raw] + [0.0] * (EMBEDDING_DIM - 8)
-
-    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
 
 
 async def _document_with_chunks(db: Database, tenant_id: uuid.UUID, count: int) -> uuid.UUID:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,6 +18,7 @@ from ingest.spool import spooled
 from models.audit import ActingSession, Actor, TransactionFactory
 from tenants.service import tenant_transactions
 from tests.conftest import TenantFactory, owner_scalar
+from tests.harness import SentTasks
 
 ACTOR = Actor(actor_id="test", actor_type="system")
 
@@ -49,20 +49,16 @@ async def test_object_is_removed_when_the_row_cannot_be_committed(
     keys = key_provider_from_settings(settings)
     tenant_id = (await make_tenant()).id
     store = object_store_from_settings(settings, keys)
-    enqueued: list[uuid.UUID] = []
-
-    async def enqueue(_: uuid.UUID, document_id: uuid.UUID) -> bool:
-        enqueued.append(document_id)
-        return True
+    tasks = SentTasks()
 
     transaction = failing_on_call(tenant_transactions(db, tenant_id, ACTOR), failing_call=2)
     before = sorted(p for p in (settings.data_dir / "objects").rglob("*") if p.is_file())
     with pytest.raises(DatabaseWentAway):
         async with spooled(io.BytesIO(b"Lost row, no orphan object."), settings.data_dir / "spool", 1024) as upload:
             await store_upload(
-                transaction, store, enqueue, upload, filename="n.txt", content_type="text/plain", metadata={}
+                transaction, store, tasks, upload, filename="n.txt", content_type="text/plain", metadata={}
             )
     after = sorted(p for p in (settings.data_dir / "objects").rglob("*") if p.is_file())
     assert after == before
-    assert enqueued == []
+    assert tasks.sent == []
     assert await owner_scalar(owner_engine, "SELECT count(*) FROM documents WHERE tenant_id = :t", t=tenant_id) == 0

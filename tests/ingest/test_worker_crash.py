@@ -39,14 +39,13 @@ from ingest.processing import Prepared, claim, finish, renew
 from models.audit import Actor
 from tenants.service import create_tenant, key_provisioner
 from tests.conftest import development_settings
-from tests.harness import Tokens, Worker, app_client, audit_actions, upload, worker_env
+from tests.harness import HashEmbedder, SentTasks, Tokens, Worker, app_client, audit_actions, upload, worker_env
 from tests.ingest.private_stack import (
     all_settled,
     assert_processed_once,
     new_tenant,
     statuses,
 )
-from tests.ingest.test_reembed import HashEmbedder
 from tests.waiting import eventually, patience, stretched, wait_until
 
 pytestmark = pytest.mark.timeout(patience(3))
@@ -318,18 +317,12 @@ async def test_reconcilers_running_at_once_send_each_document_once(stack: Stack)
     waiting = await _document(stack, tenant_id, "queued", timedelta(minutes=5))
     live = await _document(stack, tenant_id, "processing", timedelta(seconds=5))
     await _document(stack, tenant_id, "queued", timedelta(seconds=5))  # fresh: not yet stale
-    sent: list[uuid.UUID] = []
-
-    async def record(tenant: uuid.UUID, document: uuid.UUID) -> bool:
-        if tenant == tenant_id:
-            sent.append(document)
-        await asyncio.sleep(0)
-        return True
+    tasks = SentTasks()
 
     runs = [
         reconcile(
             stack.database,
-            record,
+            tasks,
             queued_after=timedelta(seconds=60),
             processing_after=LEASE,
             in_queue=frozenset({waiting}),
@@ -337,13 +330,13 @@ async def test_reconcilers_running_at_once_send_each_document_once(stack: Stack)
         for _ in range(4)
     ]
     await asyncio.gather(*runs)
-    assert sorted(sent) == sorted([lapsed, lost])
+    assert sorted(tasks.documents(tenant_id)) == sorted([lapsed, lost])
     assert (await statuses(stack.owner, [str(lapsed), str(live)])) == {str(lapsed): "queued", str(live): "processing"}
     requeued = [r for a, _, r in await audit_actions(stack.owner, tenant_id) if a == "document.requeued"]
     assert sorted(map(str, requeued)) == sorted([str(lapsed), str(lost)])
 
     # Just sent: the next runs leave them alone until they are stale again.
     await reconcile(
-        stack.database, record, queued_after=timedelta(seconds=60), processing_after=LEASE, in_queue={waiting}
+        stack.database, tasks, queued_after=timedelta(seconds=60), processing_after=LEASE, in_queue={waiting}
     )
-    assert sorted(sent) == sorted([lapsed, lost])
+    assert sorted(tasks.documents(tenant_id)) == sorted([lapsed, lost])

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import CheckConstraint
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from core.security import ROLES
 from models import Base
 from models.audit import Outcome
 from models.document import DOCUMENT_STATUSES
 from models.tenant import TENANT_STATUSES
-from models.user import ROLES
 from tests.conftest import owner_scalar
 
 ALLOWED: list[tuple[str, str, tuple[str, ...]]] = [
