@@ -101,7 +101,8 @@ async def test_tenant_directory_lists_ids_only_for_the_app_role(db: Database, te
 async def test_reconciler_leaves_an_inactive_tenant_alone(
     make_tenant: TenantFactory, owner_engine: AsyncEngine, db: Database, inactive: str
 ) -> None:
-    """The reconciler acts only in tenants `tenants.service.require_active` admits (a deleted tenant included)."""
+    """The reconciler acts only in tenants `tenants.service.require_active` admits. A deleted tenant is also left
+    out of the directory it walks (`phivault_tenant_ids()`), so that case holds twice over."""
     tenant = await make_tenant()
     stale = await _queued_document(db, tenant.id, timedelta(hours=1))
     async with owner_engine.begin() as conn:
