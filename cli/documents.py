@@ -23,7 +23,7 @@ from ingest import repository
 from ingest.detect import RejectedUpload
 from ingest.queue import TaskQueue
 from ingest.service import receive_upload
-from tenants.service import acting_session, tenant_transactions
+from tenants.service import tenant_transactions
 
 if TYPE_CHECKING:
     from search.schemas import SearchResponse
@@ -164,8 +164,10 @@ def search(
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
 
     async def run() -> SearchResponse:
-        async with app_database(settings, services) as db, acting_session(db, tenant_id, cli_actor()) as tx:
-            return await run_search(tx, get_embedder(settings), request, settings)
+        async with app_database(settings, services) as db:
+            return await run_search(
+                tenant_transactions(db, tenant_id, cli_actor()), get_embedder(settings), request, settings
+            )
 
     response = asyncio.run(run())
     table = Table(title=f"{len(response.results)} results in {response.took_ms:.0f} ms")

@@ -39,7 +39,7 @@ from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore, object_store_from_settings
 from embeddings.base import Embedder
-from embeddings.sentence_transformer import get_embedder
+from embeddings.sentence_transformer import warm_embedder
 from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import is_transient
 from ingest.processing import process_document as process
@@ -62,10 +62,11 @@ class WorkerRuntime:
     _embedder: Future[Embedder] | None = field(default=None, repr=False)
 
     def start_loading_embedder(self) -> None:
-        """Begin loading the model without blocking the caller (idempotent)."""
+        """Begin loading the model, and running it once, without blocking the caller (idempotent): the
+        first document does not pay for the model's slow first encode."""
         if self._embedder is None:
             loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phivault-model")
-            self._embedder = loader.submit(get_embedder, self.settings)
+            self._embedder = loader.submit(warm_embedder, self.settings)
             loader.shutdown(wait=False)  # the thread ends once the load is done
 
     def get_embedder(self) -> Embedder:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
 from embeddings.base import Embedder
-from models.audit import ActingSession
+from models.audit import ActingSession, TransactionFactory
 from search.metrics import SearchMetrics
 from search.repository import Plan, Scope, choose_plan, configure_hnsw, tenant_chunk_count, text_search, vector_search
 from search.schemas import SearchRequest, SearchResponse, SearchResult
@@ -55,22 +55,34 @@ async def run_vector_query(
 
 
 async def search(
-    tx: ActingSession,
+    transaction: TransactionFactory,
     embedder: Embedder,
     request: SearchRequest,
     settings: Settings,
     *,
     metrics: SearchMetrics | None = None,
 ) -> SearchResponse:
+    """Embed the query, then retrieve and audit in one short transaction.
+
+    The query is embedded before the transaction opens, so no connection (and no lock) is held
+    while the model works; the audit row, which takes the tenant's chain lock until commit, is the
+    transaction's last statement."""
     started = time.perf_counter()
     query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
+    async with transaction() as tx:
+        plan, hits = await _retrieve(tx, embedder.model_id, request, query_vector, settings)
+        await _audit(tx, request, plan, hits)
+    took = time.perf_counter() - started
+    if metrics is not None:
+        metrics.observe(plan, request.mode, took)
+    return SearchResponse(results=hits, took_ms=round(took * 1000, 2))
+
+
+async def _retrieve(
+    tx: ActingSession, model_id: str, request: SearchRequest, query_vector: list[float], settings: Settings
+) -> tuple[Plan, list[SearchResult]]:
     session = tx.session
-    scope = Scope(
-        tenant_id=tx.tenant.id,
-        model_id=embedder.model_id,
-        document_ids=request.document_ids,
-        filters=request.filters,
-    )
+    scope = Scope(tenant_id=tx.tenant.id, model_id=model_id, document_ids=request.document_ids, filters=request.filters)
     if request.mode == "hybrid":
         candidates = max(request.k * HYBRID_CANDIDATES, 40)
         lexical = await text_search(session, scope, request.query, query_vector, candidates)
@@ -80,6 +92,10 @@ async def search(
         plan, hits = await run_vector_query(session, scope, query_vector, request.k, settings)
     if request.min_score is not None:
         hits = [hit for hit in hits if hit.score >= request.min_score]
+    return plan, hits
+
+
+async def _audit(tx: ActingSession, request: SearchRequest, plan: Plan, hits: list[SearchResult]) -> None:
     await tx.audit(
         "search.query",
         resource_type="search",
@@ -93,7 +109,3 @@ async def search(
             "chunk_ids": [str(hit.chunk_id) for hit in hits],
         },
     )
-    took = time.perf_counter() - started
-    if metrics is not None:
-        metrics.observe(plan, request.mode, took)
-    return SearchResponse(results=hits, took_ms=round(took * 1000, 2))

@@ -81,19 +81,26 @@ def tenant_transactions(db: Database, tenant_id: uuid.UUID, actor: Actor) -> Tra
 
 
 async def provision_user(session: AsyncSession, tenant_id: uuid.UUID, subject: str, role: str, actor: Actor) -> User:
-    """The tenant's user for `subject`, created (and audited) the first time it is seen."""
+    """The tenant's user for `subject`, created (and audited) the first time it is seen.
+
+    A user already known is only read: it is written when its role changed or its `last_seen_at` is
+    older than `LAST_SEEN_RESOLUTION`, so concurrent requests of one user do not wait on each other's
+    row (an insert attempt on every request would make each wait for the previous one to commit)."""
     now = datetime.now(UTC)
-    inserted = await repository.insert_user_once(session, tenant_id, subject, role, now)
     user = await repository.get_live_user(session, tenant_id, subject)
-    assert user is not None
-    if inserted:
-        await write_audit_event(
-            session,
-            actor.event(
-                tenant_id, "user.provisioned", resource_type="user", resource_id=user.id, metadata={"role": role}
-            ),
-        )
-    elif user.role != role or user.last_seen_at is None or now - user.last_seen_at > LAST_SEEN_RESOLUTION:
+    if user is None:
+        inserted = await repository.insert_user_once(session, tenant_id, subject, role, now)
+        user = await repository.get_live_user(session, tenant_id, subject)
+        assert user is not None
+        if inserted:
+            await write_audit_event(
+                session,
+                actor.event(
+                    tenant_id, "user.provisioned", resource_type="user", resource_id=user.id, metadata={"role": role}
+                ),
+            )
+            return user
+    if user.role != role or user.last_seen_at is None or now - user.last_seen_at > LAST_SEEN_RESOLUTION:
         user.role = role
         user.last_seen_at = now
     return user

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 from moto import mock_aws
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -114,6 +114,40 @@ class HashEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)
+
+
+@contextmanager
+def database_timeline(engine: AsyncEngine) -> Iterator[list[str]]:
+    """What the engine does, in order, while the block runs: `begin`, each statement's SQL, `commit`,
+    `rollback`. A test may append its own marks to the list to place them among the statements."""
+    timeline: list[str] = []
+    sync_engine = engine.sync_engine
+
+    def on_begin(conn: object) -> None:
+        timeline.append("begin")
+
+    def on_commit(conn: object) -> None:
+        timeline.append("commit")
+
+    def on_rollback(conn: object) -> None:
+        timeline.append("rollback")
+
+    def on_statement(conn: object, cursor: object, statement: str, *_: object) -> None:
+        timeline.append(" ".join(statement.split()))
+
+    hooks: list[tuple[str, Callable[..., None]]] = [
+        ("begin", on_begin),
+        ("commit", on_commit),
+        ("rollback", on_rollback),
+        ("before_cursor_execute", on_statement),
+    ]
+    for name, hook in hooks:
+        event.listen(sync_engine, name, hook)
+    try:
+        yield timeline
+    finally:
+        for name, hook in hooks:
+            event.remove(sync_engine, name, hook)
 
 
 class Tokens:

@@ -21,7 +21,5 @@ Searchers = Annotated[TenantScope, Depends(rate_limited("search", tenant_scope("
     "", response_model=SearchResponse, responses=error_responses(400, 401, 403, 422, 429, 503), openapi_extra=BEARER
 )
 async def search_documents(scope: Searchers, body: SearchRequest) -> SearchResponse:
-    settings = scope.state.settings
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up
-    async with scope.transaction() as tx:
-        return await search(tx, embedder, body, settings, metrics=scope.state.metrics.search)
+    return await search(scope.transaction, embedder, body, scope.state.settings, metrics=scope.state.metrics.search)

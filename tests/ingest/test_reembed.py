@@ -50,8 +50,7 @@ async def test_search_ignores_other_models_until_reembedded(
     embedder = HashEmbedder()
     request = SearchRequest(query="old chunk number 3", k=5)
 
-    async with tenant_transactions(db, tenant_id, ACTOR)() as tx:
-        before = await search(tx, embedder, request, settings)
+    before = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings)
     assert before.results == []
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 5
 
@@ -61,8 +60,7 @@ async def test_search_ignores_other_models_until_reembedded(
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 0
     assert await reembed_tenant(db, embedder, tenant_id, ACTOR) == 0
 
-    async with tenant_transactions(db, tenant_id, ACTOR)() as tx:
-        after = await search(tx, embedder, request, settings)
+    after = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings)
     assert after.results[0].text == "old chunk number 3"
     assert after.results[0].score > 0.999
     assert {r.document_id for r in after.results} == {document_id}
