@@ -11,7 +11,8 @@
 * A client that goes away mid-request (an upload cut off) is logged at info level as status 499,
   the convention for "client closed request": it is not a server error.
 * Security headers on every response, here and nowhere else: nothing is cached, sniffed, framed
-  or sent as a referrer; API responses forbid every resource (`default-src 'none'`); HSTS when
+  or sent as a referrer; API responses forbid every resource (`default-src 'none'`), the console
+  (`/console/`) may load its own files and call this origin only; HSTS when
   the deployment says it is behind TLS (`PHIVAULT_HSTS=true`).
 """
 
@@ -46,14 +47,23 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
 )
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+CONSOLE_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    b"form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+)
+"""The console (`api.console`): its own files only, no inline script or style, requests to this origin only."""
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 INTERACTIVE_DOCS = ("/docs", "/redoc")
 """HTML pages that run scripts: they keep their own policy instead of the API's `default-src 'none'`."""
+CONSOLE = "/console"
 
 
 def security_headers(path: str, *, hsts: bool) -> list[tuple[bytes, bytes]]:
     headers = list(SECURITY_HEADERS)
-    if not path.startswith(INTERACTIVE_DOCS):
+    if path == CONSOLE or path.startswith(CONSOLE + "/"):
+        headers.append(CONSOLE_CSP)
+    elif not path.startswith(INTERACTIVE_DOCS):
         headers.append(API_CSP)
     if hsts:
         headers.append(HSTS)

@@ -23,28 +23,38 @@ from ingest import repository
 from ingest.detect import RejectedUpload
 from ingest.queue import TaskQueue
 from ingest.service import receive_upload
+from models.document import Document
 from tenants.service import tenant_transactions
 
 if TYPE_CHECKING:
     from search.schemas import SearchResponse
 
 POLL_SECONDS = 0.5
+POLL_HINT = "GET /v1/documents/{id} (with a token of the tenant)"
 
 
 @dataclass
 class Summary:
+    """What `phivault ingest` did with each file: the ids it uploaded, and why any file did not make it."""
+
     ready: int = 0
-    failed: int = 0
-    duplicate: int = 0
     pending: int = 0
+    uploaded: list[tuple[uuid.UUID, Path]] = field(default_factory=list)
+    duplicates: list[tuple[Path, uuid.UUID]] = field(default_factory=list)
     rejected: list[tuple[Path, str]] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
 
     def render(self) -> str:
-        lines = [
-            f"ready: {self.ready}  failed: {self.failed}  duplicate: {self.duplicate}  "
+        lines = [f"uploaded {document_id}  {path}" for document_id, path in self.uploaded]
+        lines.append(
+            f"ready: {self.ready}  failed: {len(self.failed)}  duplicate: {len(self.duplicates)}  "
             f"rejected: {len(self.rejected)}  still processing: {self.pending}"
-        ]
+        )
+        lines += [f"  duplicate {path}: same content as {document_id}" for path, document_id in self.duplicates]
         lines += [f"  rejected {path}: {reason}" for path, reason in self.rejected]
+        lines += [f"  failed {path}: {reason}" for path, reason in self.failed]
+        if self.pending:
+            lines.append(f"  poll each uploaded id until its status is ready or failed: {POLL_HINT}")
         return "\n".join(lines)
 
 
@@ -72,7 +82,6 @@ async def ingest_paths(
     store = object_store_from_settings(settings, key_provider_from_settings(settings))
     transaction = tenant_transactions(db, tenant_id, cli_actor())
     summary = Summary()
-    new_ids: list[uuid.UUID] = []
     files = collect_files(paths)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -85,38 +94,42 @@ async def ingest_paths(
                             transaction, store, queue.enqueue, settings, source, filename=path.name, metadata={}
                         )
                     if outcome.duplicate:
-                        summary.duplicate += 1
+                        summary.duplicates.append((path, outcome.document.id))
                     else:
-                        new_ids.append(outcome.document.id)
+                        summary.uploaded.append((outcome.document.id, path))
                 except RejectedUpload as exc:
                     summary.rejected.append((path, exc.message))
                 progress.advance(uploading)
-            if wait and new_ids:
-                await _wait(db, tenant_id, new_ids, summary, progress, wait_seconds)
+            if wait and summary.uploaded:
+                await _wait(db, tenant_id, summary, progress, wait_seconds)
             else:
-                summary.pending = len(new_ids)
+                summary.pending = len(summary.uploaded)
     finally:
         queue.close()
     return summary
 
 
-async def _wait(
-    db: Database, tenant_id: uuid.UUID, ids: list[uuid.UUID], summary: Summary, progress: Progress, wait_seconds: float
-) -> None:
+async def _wait(db: Database, tenant_id: uuid.UUID, summary: Summary, progress: Progress, wait_seconds: float) -> None:
+    ids = [document_id for document_id, _ in summary.uploaded]
     processing = progress.add_task("processing", total=len(ids))
     deadline = time.monotonic() + wait_seconds
-    statuses: dict[uuid.UUID, str] = {}
+    documents: dict[uuid.UUID, Document] = {}
     while True:
         async with db.tenant_session(tenant_id) as session:
-            statuses = await repository.statuses_of(session, tenant_id, ids)
-        done = sum(1 for status in statuses.values() if status in ("ready", "failed"))
+            documents = await repository.documents_by_id(session, tenant_id, ids)
+        done = sum(1 for document in documents.values() if document.status in ("ready", "failed"))
         progress.update(processing, completed=done)
         if done == len(ids) or time.monotonic() > deadline:
             break
         await asyncio.sleep(POLL_SECONDS)
-    summary.ready = sum(1 for s in statuses.values() if s == "ready")
-    summary.failed = sum(1 for s in statuses.values() if s == "failed")
-    summary.pending = len(ids) - summary.ready - summary.failed
+    for document_id, path in summary.uploaded:
+        document = documents.get(document_id)
+        if document is None or document.status not in ("ready", "failed"):
+            summary.pending += 1
+        elif document.status == "ready":
+            summary.ready += 1
+        else:
+            summary.failed.append((path, f"{document.error_message} ({document.error_code})"))
 
 
 def ingest(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from typing import Annotated
 
 import typer
@@ -62,6 +66,41 @@ def _service_env(services: Services) -> dict[str, str]:
     return env
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether something already listens on `host:port` (binding as uvicorn will, with SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def _base_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches the API listening on `host:port`."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - listening everywhere: this machine reaches it locally
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+READY_POLL_SECONDS = 0.5
+
+
+def _announce_when_ready(base_url: str, stop: threading.Event) -> None:
+    """Print one line saying where everything is, once `/readyz` answers 200 (or give up at `stop`)."""
+    import httpx
+
+    while not stop.wait(READY_POLL_SECONDS):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+                typer.echo(f"PHIVault is ready: API {base_url}/  console {base_url}/console/  docs {base_url}/docs")
+                return
+
+
 def migrate() -> None:
     """Run migrations as the owner (DATABASE_URL) and create or update the phivault_app role."""
     settings = cli_settings()
@@ -103,6 +142,14 @@ def beat() -> None:
 def up(host: HostOption = None, port: PortOption = None) -> None:
     """Start everything on this machine: PostgreSQL, Redis, migrations, a worker, beat and the API."""
     settings = cli_settings()
+    host, port = host or settings.listen_host, port or settings.api_port
+    if _port_taken(host, port):
+        typer.echo(
+            f"phivault: port {port} on {host} is already in use (is PHIVault already running?): "
+            "stop it, or choose a free port with PHIVAULT_API_PORT (or --port)",
+            err=True,
+        )
+        raise typer.Exit(2)
     services = resolve_services(settings)
     _migrate(settings, services)
     env = _service_env(services)
@@ -110,9 +157,13 @@ def up(host: HostOption = None, port: PortOption = None) -> None:
         subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env),
         subprocess.Popen([sys.executable, "-m", "cli", "beat"], env=env),
     ]
+    stop = threading.Event()
+    announcer = threading.Thread(target=_announce_when_ready, args=(_base_url(host, port), stop), daemon=True)
+    announcer.start()
     try:
         _serve(settings, services, host, port)
     finally:
+        stop.set()
         for child in children:
             child.send_signal(signal.SIGTERM)
         for child in children:

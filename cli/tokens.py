@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from cli.context import cli_settings, parse_uuid
-from core.security import ROLES, mint_token
+from core.security import ROLES, TENANT_ROLES, mint_token
 
 RoleOption = Annotated[str, typer.Option("--role", help="platform_admin, admin, member or viewer.")]
 
@@ -21,13 +21,20 @@ def token(
     """Mint a development token (refused in production)."""
     settings = cli_settings()
     if settings.is_production:
-        typer.echo(
-            "phivault: refusing to mint a token in production: tokens come from your identity provider "
-            "(PHIVAULT_JWKS_URL) or are signed with PHIVAULT_JWT_SECRET by your own issuer",
-            err=True,
+        _refuse(
+            "refusing to mint a token in production: tokens come from your identity provider "
+            "(PHIVAULT_JWKS_URL) or are signed with PHIVAULT_JWT_SECRET by your own issuer"
         )
-        raise typer.Exit(2)
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    if role in TENANT_ROLES and tenant is None:
+        _refuse(f"a {role} token acts in one tenant: add --tenant ID (the id `phivault tenant create` printed)")
+    if role not in TENANT_ROLES and tenant is not None:
+        _refuse(f"a {role} token acts in no tenant: drop --tenant")
     tenant_id = parse_uuid(tenant) if tenant else None
     typer.echo(mint_token(settings, subject=sub, role=role, tenant_id=tenant_id, ttl_seconds=ttl))
+
+
+def _refuse(reason: str) -> NoReturn:
+    typer.echo(f"phivault: {reason}", err=True)
+    raise typer.Exit(2)

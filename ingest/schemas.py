@@ -3,8 +3,6 @@ the upload's metadata field and the list cursor. Bad input raises `InvalidInput`
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -12,9 +10,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter, ValidationError
 
 from core.errors import InvalidInput
-from core.validation import PgJSONObject, PgText, check_pg_datetime
+from core.validation import PgJSONObject, PgText
 
 DocumentStatus = Literal["queued", "processing", "ready", "failed"]
+
+
+class DocumentProgress(BaseModel):
+    """How far processing has got: the document's chunks, and how many of them are embedded so far."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    chunks_total: int
+    chunks_embedded: int
 
 
 class DocumentOut(BaseModel):
@@ -25,7 +32,10 @@ class DocumentOut(BaseModel):
     content_type: str
     size_bytes: int
     sha256: str
-    status: str
+    status: DocumentStatus
+    progress: DocumentProgress | None = Field(
+        description="Set while `processing`, once the document's chunks are counted; `null` otherwise."
+    )
     error_code: str | None
     error_message: str | None
     chunk_count: int
@@ -66,20 +76,3 @@ def parse_metadata(raw: object) -> dict[str, JsonValue]:
     except ValidationError as exc:
         reasons = dict.fromkeys(str(error["msg"]) for error in exc.errors())
         raise InvalidInput("invalid_metadata", "metadata: " + "; ".join(reasons)) from None
-
-
-Cursor = tuple[datetime, uuid.UUID]
-"""Where a page of the document list ends: the (created_at, id) of its last row."""
-
-
-def encode_cursor(created_at: datetime, document_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{document_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> Cursor:
-    try:
-        created_at, _, document_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        # A cursor is client-supplied too: its date must be in the window every date-time is (a ValueError if not).
-        return check_pg_datetime(datetime.fromisoformat(created_at)), uuid.UUID(document_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("invalid_cursor", "the cursor is not one this API returned") from exc

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.exc import IntegrityError
 
+from core.cursors import decode_cursor, encode_cursor
 from core.db import written
 from core.errors import Conflict, NotFound
 from core.settings import Settings
@@ -33,7 +34,7 @@ from core.storage import ObjectStore
 from ingest import repository
 from ingest.detect import UploadLimits, inspect_upload, sanitize_filename
 from ingest.objects import discard, open_plaintext, put_file
-from ingest.schemas import DocumentOut, DocumentPage, DocumentStatus, decode_cursor, encode_cursor
+from ingest.schemas import DocumentOut, DocumentPage, DocumentStatus
 from ingest.spool import SpooledUpload, spooled
 from models.audit import ActingSession, TransactionFactory
 from models.document import Document

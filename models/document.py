@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from models.base import Base, created_at_column, deleted_at_column, tenant_fk, updated_at_column, uuid_pk
 
 DOCUMENT_STATUSES = ("queued", "processing", "ready", "failed")
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """How far the claim working on a document has got: chunks counted, and embedded so far."""
+
+    chunks_total: int
+    chunks_embedded: int
 
 
 class Document(Base):
@@ -44,9 +53,19 @@ class Document(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    chunks_total: Mapped[int | None] = mapped_column(Integer)
+    """Set by the working claim once chunking has counted the chunks; NULL otherwise (migration 0004)."""
+    chunks_embedded: Mapped[int | None] = mapped_column(Integer)
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
     )
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
     deleted_at: Mapped[datetime | None] = deleted_at_column()
+
+    @property
+    def progress(self) -> ChunkProgress | None:
+        """The working claim's progress: only while `processing`, once the chunks are counted."""
+        if self.status != "processing" or self.chunks_total is None:
+            return None
+        return ChunkProgress(self.chunks_total, self.chunks_embedded or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from core.validation import PG_TEXT, PgJSONScalar
 
@@ -17,8 +17,30 @@ MAX_FILTERS = 20
 FilterKey = Annotated[str, Field(min_length=1, max_length=100), PG_TEXT]
 
 
+SearchMode = Literal["vector", "hybrid"]
+
+SEARCH_RESULT_EXAMPLE: dict[str, JsonValue] = {
+    "chunk_id": "5d1c9a3e-2b7f-4e8a-9c6d-1f0e3b2a4c5d",
+    "document_id": "8a4f2c1e-6b3d-4f9a-8e7c-2d1b0a9f8e7d",
+    "filename": "discharge-summary.pdf",
+    "chunk_index": 3,
+    "page": 2,
+    "text": "Hypertension is managed with an ACE inhibitor and salt restriction.",
+    "score": 0.83,
+    "metadata": {"department": "cardiology"},
+}
+
+
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "medicine for high blood pressure", "k": 5, "mode": "hybrid"},
+                {"query": "follow-up appointment", "filters": {"department": "cardiology"}, "min_score": 0.3},
+            ]
+        },
+    )
 
     query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), PG_TEXT]
     k: int = Field(default=10, ge=1, le=MAX_K)
@@ -26,7 +48,10 @@ class SearchRequest(BaseModel):
     document_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_DOCUMENT_IDS)
     # Values follow the upload metadata's rules (`core.validation`), so a filter can match any stored value.
     filters: dict[FilterKey, PgJSONScalar] | None = Field(default=None, max_length=MAX_FILTERS)
-    mode: Literal["vector", "hybrid"] = "vector"
+    mode: SearchMode = Field(
+        default="vector",
+        description="`vector`: similarity of meaning; `hybrid`: also full-text matches, fused by reciprocal rank.",
+    )
 
     @field_validator("query")
     @classmethod
@@ -37,6 +62,8 @@ class SearchRequest(BaseModel):
 
 
 class SearchResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SEARCH_RESULT_EXAMPLE]})
+
     chunk_id: uuid.UUID
     document_id: uuid.UUID
     filename: str
@@ -48,5 +75,7 @@ class SearchResult(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"results": [SEARCH_RESULT_EXAMPLE], "took_ms": 14.2}]})
+
     results: list[SearchResult]
     took_ms: float

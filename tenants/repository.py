@@ -1,11 +1,12 @@
-"""SQL for tenants and their users. Every statement runs in a `tenant_session` of the tenant it names."""
+"""SQL for tenants and their users. Every statement runs in a `tenant_session` of the tenant it names, except
+the directory functions (`tenant_ids`, `tenant_page`): the only reads across tenants the app role has."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import RowMapping, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +38,24 @@ async def tenant_ids(db: Database) -> list[uuid.UUID]:
         ids = list((await conn.scalars(text("SELECT phivault_tenant_ids()"))).all())
         await conn.rollback()
     return ids
+
+
+_TENANT_PAGE = text(
+    "SELECT * FROM phivault_tenant_page(CAST(:status AS text), CAST(:after_created_at AS timestamptz), "
+    "CAST(:after_id AS uuid), :limit)"
+)
+
+
+async def tenant_page(
+    session: AsyncSession, *, status: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[RowMapping]:
+    """Up to `limit` live tenants newest first, after `after` (created_at, id), through the listing function
+    (migration 0005): the non-secret columns only, in whatever tenant context the session has."""
+    after_created_at, after_id = after if after is not None else (None, None)
+    result = await session.execute(
+        _TENANT_PAGE, {"status": status, "after_created_at": after_created_at, "after_id": after_id, "limit": limit}
+    )
+    return list(result.mappings().all())
 
 
 async def insert_user_once(

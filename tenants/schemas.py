@@ -1,4 +1,4 @@
-"""Tenant shapes of the HTTP contract."""
+"""Tenant shapes of the HTTP contract, and the tenant list's cursor. Bad input raises `InvalidInput`."""
 
 from __future__ import annotations
 
@@ -6,31 +6,53 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from core.validation import PG_TEXT
 
 TenantStatus = Literal["active", "suspended"]
 
+TENANT_EXAMPLE: dict[str, JsonValue] = {
+    "id": "0b7e3f0e-5a8c-4d0e-9a47-2f1d3c4b5a69",
+    "name": "St. Mary's Clinic",
+    "slug": "st-mary-s-clinic",
+    "status": "active",
+    "kms_key_id": None,
+    "created_at": "2026-11-24T09:30:00Z",
+}
+
 
 class TenantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "St. Mary's Clinic"}]})
 
-    name: Annotated[str, Field(min_length=1, max_length=200), PG_TEXT]
+    name: Annotated[
+        str,
+        Field(min_length=1, max_length=200, description="Shown to people; the slug is derived from it."),
+        PG_TEXT,
+    ]
 
 
 class TenantUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "suspended"}]})
 
-    status: TenantStatus
+    status: TenantStatus = Field(description="`suspended` refuses the tenant's tokens from the next request on.")
 
 
 class TenantOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [TENANT_EXAMPLE]})
 
     id: uuid.UUID
     name: str
-    slug: str
-    status: str
-    kms_key_id: str | None
+    slug: str = Field(description="Unique, derived from the name at creation.")
+    status: TenantStatus
+    kms_key_id: str | None = Field(description="The tenant's AWS KMS key, with `PHIVAULT_KEY_PROVIDER=aws-kms`.")
     created_at: datetime
+
+
+class TenantPage(BaseModel):
+    """Tenants newest first; pass `next_cursor` back as `cursor` for the next page (null: no more)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [TENANT_EXAMPLE], "next_cursor": None}]})
+
+    items: list[TenantOut]
+    next_cursor: str | None

@@ -5,6 +5,8 @@ There is no role or setting that sees all tenants. Creating a tenant opens a
 `tenant_session` for the new tenant's own id (generated here), so the row passes
 the same row-level security policy as every other write, and the audit event is
 written in that same transaction. Reading or updating one tenant works the same way.
+Listing tenants goes through the listing function (migration 0005), in a transaction
+of the system tenant, where the listing is audited.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.cursors import decode_cursor, encode_cursor
 from core.db import SYSTEM_TENANT_ID, Database, written
 from core.errors import DomainError, InvalidInput
 from core.keys import KeyProvider, TenantKeyRef
@@ -29,6 +32,7 @@ from models.audit import ActingSession, Actor, TransactionFactory, write_audit_e
 from models.tenant import Tenant
 from models.user import User
 from tenants import repository
+from tenants.schemas import TenantOut, TenantPage, TenantStatus
 
 SLUG_MAX_LENGTH = 48
 _SLUG_ATTEMPTS = 5
@@ -203,3 +207,28 @@ async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, act
             ),
         )
         return tenant
+
+
+async def list_tenants(
+    db: Database, actor: Actor, *, status: TenantStatus | None, limit: int, cursor: str | None
+) -> TenantPage:
+    """One page of live tenants, newest first; `cursor` is the previous page's `next_cursor`.
+
+    The listing concerns no one tenant, so `tenant.listed` (with the ids shown) is written under the
+    system tenant, in the transaction that read the page."""
+    after = decode_cursor(cursor) if cursor else None
+    async with db.tenant_session(SYSTEM_TENANT_ID) as session:
+        rows = await repository.tenant_page(session, status=status, after=after, limit=limit + 1)
+        page, more = rows[:limit], len(rows) > limit
+        items = [TenantOut.model_validate(row) for row in page]
+        await write_audit_event(
+            session,
+            actor.event(
+                SYSTEM_TENANT_ID,
+                "tenant.listed",
+                resource_type="tenant",
+                metadata={"status": status, "count": len(items), "tenant_ids": [str(item.id) for item in items]},
+            ),
+        )
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more and page else None
+    return TenantPage(items=items, next_cursor=next_cursor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -11,7 +12,16 @@ from api.context import TenantScope, tenant_scope
 from api.errors import APIError
 from api.openapi import BEARER, error_responses
 from audit import service
-from audit.schemas import AuditFilters, AuditPage, ChainVerification, ExportFormat, VerificationIncomplete
+from audit.schemas import (
+    AUDIT_EVENT_EXAMPLE,
+    EXPORT_FIELDS,
+    AuditFilters,
+    AuditPage,
+    ChainVerification,
+    ExportFormat,
+    VerificationIncomplete,
+    csv_line,
+)
 from core.validation import PG_TEXT, PgDateTime
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
@@ -35,7 +45,19 @@ def _filters(
 Filters = Annotated[AuditFilters, Depends(_filters)]
 
 
-@router.get("", response_model=AuditPage, responses=error_responses(401, 403, 422, 503), openapi_extra=BEARER)
+@router.get(
+    "",
+    response_model=AuditPage,
+    responses=error_responses(401, 403, 422, 503),
+    openapi_extra=BEARER,
+    summary="Read the audit trail",
+    description=(
+        "The tenant's audit events, newest first, filtered by `action`, `actor_id`, `resource_id` and a "
+        "`since`..`until` window. Pages hold `limit` events (1 to 500, default 100); pass `next_cursor` back as "
+        "`cursor` until it is null. Events carry ids and hashes, never document text or queries. Role: `admin`. "
+        "Audited as `audit.read`."
+    ),
+)
 async def read_audit_logs(
     scope: Admins,
     filters: Filters,
@@ -50,10 +72,23 @@ async def read_audit_logs(
     "/export",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/x-ndjson": {}, "text/csv": {}}, "description": "the events, oldest first"},
+        200: {
+            "content": {
+                "application/x-ndjson": {"example": json.dumps(AUDIT_EVENT_EXAMPLE, separators=(",", ":")) + "\n"},
+                "text/csv": {"example": csv_line(EXPORT_FIELDS)},
+            },
+            "description": "the events, oldest first",
+        },
         **error_responses(401, 403, 422, 503),
     },
     openapi_extra=BEARER,
+    summary="Export the audit trail",
+    description=(
+        "Every event that matches the filters, oldest first, streamed as JSON lines (`format=jsonl`, the "
+        "default) or CSV with a header row (`format=csv`; cells a spreadsheet would run as formulas are "
+        "prefixed with `'`). Each line has the fields of an audit event. Role: `admin`. Audited as "
+        "`audit.exported` before the first line is sent."
+    ),
 )
 async def export_audit_logs(
     scope: Admins, filters: Filters, export_format: Annotated[ExportFormat, Query(alias="format")] = "jsonl"
@@ -68,7 +103,19 @@ async def export_audit_logs(
     )
 
 
-@router.get("/verify", response_model=ChainVerification, responses=error_responses(401, 403, 503), openapi_extra=BEARER)
+@router.get(
+    "/verify",
+    response_model=ChainVerification,
+    responses=error_responses(401, 403, 503),
+    openapi_extra=BEARER,
+    summary="Verify the audit chain",
+    description=(
+        "Recomputes the tenant's hash chain: `valid` is false, with `first_broken_id`, when a row was edited, "
+        "removed or inserted out of band. A check that cannot finish in time answers 503 "
+        "`verification_incomplete`, which says nothing about the chain. Role: `admin`. Audited as "
+        "`audit.verified` with the result."
+    ),
+)
 async def verify_audit_logs(scope: Admins) -> ChainVerification:
     async with scope.transaction() as tx:
         report = await service.verify_and_record(tx, timeout_seconds=scope.state.settings.audit_verify_timeout_seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -37,13 +37,45 @@ UPLOAD_BODY = {
                     "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "the document"},
-                        "metadata": {"type": "string", "description": "a JSON object stored with the document"},
+                        "metadata": {
+                            "type": "string",
+                            "description": "a JSON object stored with the document",
+                            "examples": ['{"department": "cardiology", "mrn_hash": "4be1c3"}'],
+                        },
                     },
                 }
             }
         },
     }
 }
+
+DOCUMENT_EXAMPLE = {
+    "id": "8a4f2c1e-6b3d-4f9a-8e7c-2d1b0a9f8e7d",
+    "filename": "discharge-summary.pdf",
+    "content_type": "application/pdf",
+    "size_bytes": 48213,
+    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "status": "ready",
+    "progress": None,
+    "error_code": None,
+    "error_message": None,
+    "chunk_count": 12,
+    "metadata": {"department": "cardiology"},
+    "created_at": "2026-11-24T09:30:00Z",
+    "updated_at": "2026-11-24T09:30:41Z",
+}
+PROCESSING_EXAMPLE = {
+    **DOCUMENT_EXAMPLE,
+    "status": "processing",
+    "progress": {"chunks_total": 12, "chunks_embedded": 4},
+    "chunk_count": 0,
+}
+QUEUED_EXAMPLE = {**DOCUMENT_EXAMPLE, "status": "queued", "chunk_count": 0, "duplicate": False}
+
+
+def _example(value: object) -> dict[str, Any]:
+    return {"content": {"application/json": {"example": value}}}
+
 
 UPLOADED_LINKS = {
     "read": link("get", "/v1/documents/{document_id}", document_id="$response.body#/id"),
@@ -74,11 +106,25 @@ def _uploaded(outcome: UploadOutcome) -> JSONResponse:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadOut,
     responses={
-        200: {"model": UploadOut, "description": "the same content was already uploaded", "links": UPLOADED_LINKS},
-        202: {"links": UPLOADED_LINKS},
+        200: {
+            "model": UploadOut,
+            "description": "the same content was already uploaded",
+            "links": UPLOADED_LINKS,
+            **_example({**DOCUMENT_EXAMPLE, "duplicate": True}),
+        },
+        202: {"description": "accepted and queued for processing", "links": UPLOADED_LINKS, **_example(QUEUED_EXAMPLE)},
         **error_responses(400, 401, 403, 413, 415, 422, 429, 503),
     },
     openapi_extra={**UPLOAD_BODY, **BEARER},
+    summary="Upload a document",
+    description=(
+        "Send the file as the multipart field `file`, and optionally `metadata`, a JSON object stored with it "
+        "(and usable in search `filters`). The type is judged from the bytes (PDF, DOCX, text, Markdown, HTML, "
+        "CSV, JSON), never from the name. The answer is 202 with the document `queued`: poll `GET "
+        "/v1/documents/{id}` until its `status` is `ready` or `failed`. The same content uploaded again answers "
+        "200 with the existing document and `duplicate: true`. Roles: `admin`, `member`; rate-limited per user "
+        "and per tenant. Audited as `document.uploaded` (or `document.duplicate`)."
+    ),
 )
 async def upload_document(request: Request, scope: Uploaders) -> Response:
     """The body is read only after the token and role are checked (hence no File/Form parameters)."""
@@ -98,7 +144,22 @@ async def upload_document(request: Request, scope: Uploaders) -> Response:
     return _uploaded(outcome)
 
 
-@router.get("", response_model=DocumentPage, responses=error_responses(401, 403, 422, 503), openapi_extra=BEARER)
+@router.get(
+    "",
+    response_model=DocumentPage,
+    responses={
+        200: _example({"items": [PROCESSING_EXAMPLE], "next_cursor": None}),
+        **error_responses(401, 403, 422, 503),
+    },
+    openapi_extra=BEARER,
+    summary="List documents",
+    description=(
+        "The tenant's live documents, newest first, optionally only those in one `status`. Pages hold `limit` "
+        "documents (1 to 100, default 50); pass `next_cursor` back as `cursor` until it is null. A `processing` "
+        "document carries its `progress` once its chunks are counted. Roles: `admin`, `member`, `viewer`. "
+        "Audited as `document.listed`."
+    ),
+)
 async def list_tenant_documents(
     scope: Readers,
     status_filter: Annotated[DocumentStatus | None, Query(alias="status")] = None,
@@ -112,8 +173,15 @@ async def list_tenant_documents(
 @router.get(
     "/{document_id}",
     response_model=DocumentOut,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses={200: _example(DOCUMENT_EXAMPLE), **error_responses(401, 403, 404, 422, 503)},
     openapi_extra=BEARER,
+    summary="Read a document",
+    description=(
+        "One live document: its `status` (`queued`, `processing`, `ready` or `failed`), `progress` while "
+        "processing, `chunk_count` once ready, and `error_code` with an `error_message` a person can act on once "
+        "failed. Another tenant's id answers 404, as a missing one does. Roles: `admin`, `member`, `viewer`. "
+        "Audited as `document.viewed`."
+    ),
 )
 async def get_tenant_document(scope: Readers, document_id: uuid.UUID) -> DocumentOut:
     async with scope.transaction() as tx:
@@ -129,8 +197,19 @@ def _content_disposition(filename: str) -> str:
 @router.get(
     "/{document_id}/content",
     response_class=StreamingResponse,
-    responses=error_responses(401, 403, 404, 422, 503),
+    responses={
+        200: {
+            "description": "The original bytes, with the detected `Content-Type` (`application/pdf`, "
+            "`text/plain`, ...) and the filename in `Content-Disposition`."
+        },
+        **error_responses(401, 403, 404, 422, 503),
+    },
     openapi_extra=BEARER,
+    summary="Download a document",
+    description=(
+        "The original file, decrypted, exactly as uploaded, whatever its processing status. Roles: `admin`, "
+        "`member`. Audited as `document.downloaded`."
+    ),
 )
 async def download_document(scope: Writers, document_id: uuid.UUID) -> StreamingResponse:
     async with scope.transaction() as tx:
@@ -160,6 +239,12 @@ async def download_document(scope: Writers, document_id: uuid.UUID) -> Streaming
         **error_responses(401, 403, 404, 422, 503),
     },
     openapi_extra=BEARER,
+    summary="Delete a document",
+    description=(
+        "Removes the document from lists, reads and search at once. It can be restored for "
+        "`PHIVAULT_RETENTION_DAYS`, after which it is purged with its chunks and stored object. Roles: `admin`, "
+        "`member`. Audited as `document.deleted`."
+    ),
 )
 async def delete_document(scope: Writers, document_id: uuid.UUID) -> Response:
     async with scope.transaction() as tx:
@@ -170,8 +255,14 @@ async def delete_document(scope: Writers, document_id: uuid.UUID) -> Response:
 @router.post(
     "/{document_id}/restore",
     response_model=DocumentOut,
-    responses=error_responses(401, 403, 404, 409, 422, 503),
+    responses={200: _example(DOCUMENT_EXAMPLE), **error_responses(401, 403, 404, 409, 422, 503)},
     openapi_extra=BEARER,
+    summary="Restore a deleted document",
+    description=(
+        "Brings back a document deleted within `PHIVAULT_RETENTION_DAYS`; one not yet processed is queued "
+        "again. 409 `retention_expired` once the retention has passed, 409 `duplicate_content` when a live "
+        "document holds the same content. Roles: `admin`, `member`. Audited as `document.restored`."
+    ),
 )
 async def restore_document(scope: Writers, document_id: uuid.UUID) -> DocumentOut:
     retention = timedelta(days=scope.state.settings.retention_days)

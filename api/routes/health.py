@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.openapi import Liveness, Readiness
 from api.state import AppState
 from core.migrate import current_revision, head_revision
 
@@ -16,7 +17,12 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=Liveness,
+    summary="Liveness probe",
+    description="Answers 200 while the process serves requests; it checks no dependency. No authentication.",
+)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
@@ -50,7 +56,19 @@ async def _run_check(check: Any, state: AppState) -> str:
         return f"unavailable ({type(exc).__name__})"
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is unavailable"}})
+@router.get(
+    "/readyz",
+    responses={
+        200: {"model": Readiness, "description": "every dependency is ready"},
+        503: {"model": Readiness, "description": "a dependency is unavailable"},
+    },
+    summary="Readiness probe",
+    description=(
+        "200 when the database is reachable with its migrations at head, the broker (Redis) answers, and the "
+        "embedding model is loaded and warm; otherwise 503 with the reason of each check. Route traffic to an "
+        "instance only while it answers 200. No authentication."
+    ),
+)
 async def readyz(request: Request) -> JSONResponse:
     """Database reachable with migrations at head, broker reachable, embedding model loaded and warm."""
     state: AppState = request.app.state.phivault

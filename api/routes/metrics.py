@@ -27,6 +27,12 @@ router = APIRouter(tags=["health"])
         **error_responses(401),
     },
     openapi_extra=METRICS_BEARER,
+    summary="Prometheus metrics",
+    description=(
+        "Process, request, document, queue and search metrics in the Prometheus text format: aggregates only, no "
+        "tenant data. Send `PHIVAULT_METRICS_TOKEN` as a bearer token when one is configured (always in "
+        "production); without one configured, no token is needed."
+    ),
 )
 async def metrics(request: Request) -> Response:
     """Process, request, document, queue and search metrics."""

@@ -18,7 +18,18 @@ Searchers = Annotated[TenantScope, Depends(rate_limited("search", tenant_scope("
 
 
 @router.post(
-    "", response_model=SearchResponse, responses=error_responses(400, 401, 403, 422, 429, 503), openapi_extra=BEARER
+    "",
+    response_model=SearchResponse,
+    responses=error_responses(400, 401, 403, 422, 429, 503),
+    openapi_extra=BEARER,
+    summary="Search the tenant's documents",
+    description=(
+        "The `k` chunks of the caller's ready documents closest in meaning to `query` (`mode=vector`), or also "
+        "matching its words (`mode=hybrid`), best first. Narrow them with `document_ids`, `filters` (equality "
+        "on upload metadata keys) and `min_score`. Each result names its document, page and chunk. Roles: "
+        "`admin`, `member`, `viewer`; rate-limited per user and per tenant (429 with `Retry-After`). Audited as "
+        "`search.query` with a hash of the query, never its text."
+    ),
 )
 async def search_documents(scope: Searchers, body: SearchRequest) -> SearchResponse:
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up

@@ -1,18 +1,19 @@
-"""Tenants: platform administrators create, read, suspend and reactivate them."""
+"""Tenants: platform administrators create, list, read, suspend and reactivate them."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Query, status
 
 from api.context import PlatformScope, platform_scope, route_of
 from api.errors import APIError
 from api.openapi import BEARER, error_responses
 from audit.service import record_denial
-from tenants.schemas import TenantCreate, TenantOut, TenantUpdate
-from tenants.service import create_tenant, get_tenant, key_provisioner, set_tenant_status
+from core.validation import PG_TEXT
+from tenants.schemas import TenantCreate, TenantOut, TenantPage, TenantStatus, TenantUpdate
+from tenants.service import create_tenant, get_tenant, key_provisioner, list_tenants, set_tenant_status
 
 router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
 
@@ -25,10 +26,37 @@ Platform = Annotated[PlatformScope, Depends(platform_scope)]
     response_model=TenantOut,
     responses=error_responses(400, 401, 403, 422, 503),
     openapi_extra=BEARER,
+    summary="Create a tenant",
+    description=(
+        "Creates a tenant, `active` at once, and provisions its own encryption key (a wrapped local key, or an AWS "
+        "KMS key with `PHIVAULT_KEY_PROVIDER=aws-kms`). The slug is derived from the name; a short random suffix "
+        "is added when it is taken. Role: `platform_admin`. Audited as `tenant.created` in the new tenant."
+    ),
 )
 async def create(scope: Platform, body: TenantCreate) -> TenantOut:
     tenant = await create_tenant(scope.state.database, body.name, scope.actor, key_provisioner(scope.state.keys))
     return TenantOut.model_validate(tenant)
+
+
+@router.get(
+    "",
+    response_model=TenantPage,
+    responses=error_responses(401, 403, 422, 503),
+    openapi_extra=BEARER,
+    summary="List tenants",
+    description=(
+        "Live tenants, newest first, optionally only those with one `status`. Pages hold `limit` tenants (1 to "
+        "100, default 50); pass `next_cursor` back as `cursor` until it is null. Role: `platform_admin`. Audited as "
+        "`tenant.listed` (with the ids shown) under the system tenant."
+    ),
+)
+async def list_all(
+    scope: Platform,
+    status_filter: Annotated[TenantStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200), PG_TEXT] = None,
+) -> TenantPage:
+    return await list_tenants(scope.state.database, scope.actor, status=status_filter, limit=limit, cursor=cursor)
 
 
 async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
@@ -46,7 +74,15 @@ async def _missing(scope: PlatformScope, tenant_id: uuid.UUID) -> APIError:
 
 
 @router.get(
-    "/{tenant_id}", response_model=TenantOut, responses=error_responses(401, 403, 404, 422, 503), openapi_extra=BEARER
+    "/{tenant_id}",
+    response_model=TenantOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+    openapi_extra=BEARER,
+    summary="Read a tenant",
+    description=(
+        "One live tenant by id; a deleted or unknown id answers 404. Role: `platform_admin`. Audited as "
+        "`tenant.viewed` in that tenant."
+    ),
 )
 async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     tenant = await get_tenant(scope.state.database, tenant_id, scope.actor)
@@ -60,6 +96,12 @@ async def read(scope: Platform, tenant_id: uuid.UUID) -> TenantOut:
     response_model=TenantOut,
     responses=error_responses(400, 401, 403, 404, 422, 503),
     openapi_extra=BEARER,
+    summary="Suspend or reactivate a tenant",
+    description=(
+        "Sets the tenant's `status`. A suspended tenant's tokens are refused (403 `tenant_suspended`) from the next "
+        "request on, and its documents stay stored; `active` lets them in again. Role: `platform_admin`. Audited "
+        "as `tenant.updated` with the old and new status."
+    ),
 )
 async def update(scope: Platform, tenant_id: uuid.UUID, body: TenantUpdate) -> TenantOut:
     tenant = await set_tenant_status(scope.state.database, tenant_id, body.status, scope.actor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import owner_scalar
@@ -47,7 +48,7 @@ async def test_get_list_and_download(client: httpx.AsyncClient, tokens: Tokens, 
     got = await client.get(f"/v1/documents/{ids[0]}", headers=headers)
     assert got.status_code == 200
     assert set(got.json()) == {
-        "id", "filename", "content_type", "size_bytes", "sha256", "status", "error_code",
+        "id", "filename", "content_type", "size_bytes", "sha256", "status", "progress", "error_code",
         "error_message", "chunk_count", "metadata", "created_at", "updated_at",
     }  # fmt: skip
 
@@ -63,6 +64,34 @@ async def test_get_list_and_download(client: httpx.AsyncClient, tokens: Tokens, 
     assert content.status_code == 200
     assert content.content == NOTE + b"1"
     assert content.headers["content-type"].startswith("text/plain")
+
+
+async def test_progress_is_shown_while_processing_once_the_chunks_are_counted(
+    client: httpx.AsyncClient, tokens: Tokens, tenant_id: uuid.UUID, owner_engine: AsyncEngine
+) -> None:
+    headers = tokens.headers("viewer", tenant_id)
+    uploaded = (await upload(client, tokens.headers("member", tenant_id))).json()
+    assert (uploaded["status"], uploaded["progress"]) == ("queued", None)
+    document_id = uploaded["id"]
+
+    async def set_row(status: str, total: int | None, embedded: int | None) -> dict[str, object]:
+        async with owner_engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE documents SET status = :s, chunks_total = :t, chunks_embedded = :e WHERE id = :d"),
+                {"s": status, "t": total, "e": embedded, "d": uuid.UUID(document_id)},
+            )
+        read = await client.get(f"/v1/documents/{document_id}", headers=headers)
+        listed = (await client.get("/v1/documents", headers=headers)).json()["items"]
+        assert [d for d in listed if d["id"] == document_id] == [read.json()]
+        return dict(read.json())
+
+    assert (await set_row("processing", None, None))["progress"] is None  # not yet chunked
+    assert (await set_row("processing", 120, 32))["progress"] == {"chunks_total": 120, "chunks_embedded": 32}
+    assert (await set_row("queued", 120, 32))["progress"] is None  # only the working claim's counts are shown
+
+    schema = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    assert schema["DocumentOut"]["properties"]["status"]["enum"] == ["queued", "processing", "ready", "failed"]
+    assert set(schema["DocumentProgress"]["properties"]) == {"chunks_total", "chunks_embedded"}
 
 
 async def test_viewer_reads_but_may_not_upload_or_download(

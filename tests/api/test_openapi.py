@@ -17,6 +17,20 @@ from tests.harness import Tokens
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 UNAUTHENTICATED = {"GET /healthz", "GET /readyz"}
+ENUM_FIELDS = {"status", "mode", "role", "outcome", "actor_type", "format"}
+"""Properties and parameters that take one of a fixed set of values: each must be published as an enum."""
+KNOWN_ENUMS = {
+    "TenantOut.status",
+    "TenantUpdate.status",
+    "DocumentOut.status",
+    "SearchRequest.mode",
+    "AuditEventOut.outcome",
+    "AuditEventOut.actor_type",
+    "Readiness.status",
+    "GET /v1/tenants ?status",
+    "GET /v1/documents ?status",
+    "GET /v1/audit-logs/export ?format",
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +112,112 @@ def _local_refs(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("#/components/schemas/"):
         return "#/$defs/" + value.removeprefix("#/components/schemas/")
     return value
+
+
+def test_every_operation_has_a_summary_and_a_description_for_integrators(schema: dict[str, Any]) -> None:
+    summaries = []
+    for label, operation in operations(schema).items():
+        summary, description = operation.get("summary", ""), operation.get("description", "")
+        assert 2 <= len(summary.split()) <= 8, f"{label}: summary {summary!r}"
+        assert len(description) >= 60, f"{label}: description {description!r}"
+        summaries.append(summary)
+        if operation.get("security") == [{BEARER_SCHEME: []}]:
+            assert "Role" in description, f"{label}: the description names no role"
+    assert len(summaries) == len(set(summaries))
+
+
+def _resolve(value: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in value:
+        value = schema["components"]["schemas"][value["$ref"].removeprefix("#/components/schemas/")]
+    return value
+
+
+def _enum_values(value: dict[str, Any], schema: dict[str, Any]) -> list[Any] | None:
+    """The values of an enum, or of the non-null branch of an optional one (`anyOf` [enum, null])."""
+    value = _resolve(value, schema)
+    if "enum" in value or "const" in value:
+        return list(value["enum"]) if "enum" in value else [value["const"]]
+    branches = [branch for branch in value.get("anyOf", []) if branch.get("type") != "null"]
+    return _enum_values(branches[0], schema) if len(branches) == 1 else None
+
+
+def test_statuses_roles_and_modes_are_enums(schema: dict[str, Any]) -> None:
+    found: dict[str, list[Any] | None] = {}
+    for name, component in schema["components"]["schemas"].items():
+        for field, value in component.get("properties", {}).items():
+            if field in ENUM_FIELDS:
+                found[f"{name}.{field}"] = _enum_values(value, schema)
+    for label, operation in operations(schema).items():
+        for parameter in operation.get("parameters", []):
+            if parameter["name"] in ENUM_FIELDS:
+                found[f"{label} ?{parameter['name']}"] = _enum_values(parameter["schema"], schema)
+    assert set(found) >= KNOWN_ENUMS, sorted(KNOWN_ENUMS - set(found))
+    assert not [field for field, values in found.items() if not values], found
+    assert found["TenantOut.status"] == ["active", "suspended"]
+    assert found["DocumentOut.status"] == ["queued", "processing", "ready", "failed"]
+    assert found["SearchRequest.mode"] == ["vector", "hybrid"]
+
+
+def _closed(value: Any) -> Any:
+    """The schema with every object closed to undeclared properties, so an example with a stale field fails."""
+    if isinstance(value, list):
+        return [_closed(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    closed = {key: _closed(item) for key, item in value.items()}
+    if "properties" in closed and "additionalProperties" not in closed:
+        closed["additionalProperties"] = False
+    return closed
+
+
+def _examples(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any], Any]]:
+    """(where, schema, example) of every example in the document: in components (schema-level and property-level)
+    and in the media types of request bodies and responses."""
+    found = []
+    for name, component in schema["components"]["schemas"].items():
+        found += [(name, component, example) for example in component.get("examples", [])]
+        for field, value in component.get("properties", {}).items():
+            found += [(f"{name}.{field}", value, example) for example in value.get("examples", [])]
+    for label, operation in operations(schema).items():
+        bodies = [("request", operation.get("requestBody", {}))]
+        bodies += [(status, response) for status, response in operation["responses"].items()]
+        for where, body in bodies:
+            for media_type, media in body.get("content", {}).items():
+                examples = [media["example"]] if "example" in media else []
+                examples += [named["value"] for named in media.get("examples", {}).values()]
+                examples += [
+                    example
+                    for value in media.get("schema", {}).get("properties", {}).values()
+                    for example in value.get("examples", [])
+                ]
+                if media_type == "application/json":
+                    found += [(f"{label} {where}", media["schema"], example) for example in examples]
+                else:
+                    assert all(isinstance(example, str) for example in examples), f"{label} {where} {media_type}"
+    return found
+
+
+def test_examples_match_their_schemas(schema: dict[str, Any]) -> None:
+    definitions = _closed(_local_refs(schema["components"]["schemas"]))
+    examples = _examples(schema)
+    for where, value, example in examples:
+        validator = jsonschema.Draft202012Validator(
+            {**_closed(_local_refs(value)), "$defs": definitions}, format_checker=jsonschema.FormatChecker()
+        )
+        errors = [error.message for error in validator.iter_errors(example)]
+        assert not errors, f"{where}: {errors}"
+    described = {where.split(" ")[0] for where, _, _ in examples}
+    assert {"TenantCreate", "TenantPage", "SearchRequest", "SearchResponse", "AuditPage", "ErrorResponse"} <= described
+
+
+def test_every_json_body_has_an_example(schema: dict[str, Any]) -> None:
+    """Each JSON request body and response carries an example, on its media type or its component."""
+    for label, operation in operations(schema).items():
+        bodies = [("request", operation.get("requestBody", {}))]
+        bodies += [(status, response) for status, response in operation["responses"].items()]
+        for where, body in bodies:
+            media = body.get("content", {}).get("application/json")
+            if media is None:
+                continue
+            examples = "example" in media or "examples" in _resolve(media["schema"], schema)
+            assert examples, f"{label} {where}"

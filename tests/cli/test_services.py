@@ -1,4 +1,4 @@
-"""`phivault migrate` and `phivault api` against an outside PostgreSQL given only by DATABASE_URL."""
+"""`phivault migrate` and `phivault api` against an outside PostgreSQL given only by DATABASE_URL; `phivault up`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.runtime import Services
-from tests.conftest import TEST_APP_PASSWORD
+from tests.cli.test_readme import readme_answer
+from tests.conftest import TEST_APP_PASSWORD, run_in_fresh_loop
 from tests.harness import scratch_database
 from tests.waiting import patience, wait_until
 
@@ -106,6 +108,35 @@ def test_token_is_refused_in_a_valid_production_configuration(cli_env: dict[str,
     assert refused.stdout == ""
 
 
+async def _migrated(url: URL) -> bool:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT to_regclass('alembic_version')")) is not None
+    finally:
+        await engine.dispose()
+
+
+def test_a_second_up_says_the_port_is_taken_before_migrating(
+    cli_env: dict[str, str], outside_database: URL, tmp_path: Path
+) -> None:
+    with socket.socket() as running:  # what a first `phivault up` holds
+        running.bind(("127.0.0.1", 0))
+        running.listen()
+        port = int(running.getsockname()[1])
+        env = dict(cli_env, PHIVAULT_API_PORT=str(port), PHIVAULT_DATA_DIR=str(tmp_path / "data"))
+        env.pop("PORT", None)
+        second = subprocess.run(
+            [sys.executable, "-m", "cli", "up"], env=env, capture_output=True, text=True, timeout=patience()
+        )
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip().splitlines() == [
+        f"phivault: port {port} on 127.0.0.1 is already in use (is PHIVault already running?): "
+        "stop it, or choose a free port with PHIVAULT_API_PORT (or --port)"
+    ]
+    assert not run_in_fresh_loop(lambda: _migrated(outside_database))
+
+
 def _running(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -149,6 +180,11 @@ def test_up_stopped_with_ctrl_c_stops_everything_it_started(tmp_path: Path) -> N
     )
     try:
         assert _wait_ready(port, up) == 200, (tmp_path / "up.log").read_text(errors="replace")[-3000:]
+        base = f"http://127.0.0.1:{port}"
+        ready_line = f"PHIVault is ready: API {base}/  console {base}/console/  docs {base}/docs"
+        wait_until(lambda: ready_line in (tmp_path / "up.log").read_text(errors="replace"), "the ready line in the log")
+        shown = readme_answer("curl -s http://127.0.0.1:8000/readyz")
+        assert httpx.get(f"{base}/readyz", timeout=patience()).text == shown
         started = {p.pid for p in psutil.Process(up.pid).children(recursive=True)} | {up.pid}
         postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         owned_redis = _redis_servers_in(data_dir)

@@ -102,7 +102,7 @@ def test_every_phivault_command_named_exists() -> None:
     [
         ("phivault deploy", "No such command"),
         ("phivault api --workers 4", "No such option"),
-        ("phivault api --port http", "valid integer"),
+        ("phivault api --port http", "valid int"),
         ("phivault tenant create", "Missing"),
         ("phivault audit check --tenant x", "No such command"),
     ],

@@ -177,8 +177,8 @@ class Recipe:
     denials: tuple[Denial, ...]
     prepare: Prepare = no_params
     request: RequestArgs = no_body
-    # Where the success is audited: the fresh tenant the call concerns, or the tenant it creates.
-    audited_in: Literal["tenant", "created"] = "tenant"
+    # Where the success is audited: the fresh tenant the call concerns, the tenant it creates, or the system tenant.
+    audited_in: Literal["tenant", "created", "system"] = "tenant"
 
 
 RECIPES: dict[tuple[str, str], Recipe] = {
@@ -189,6 +189,13 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         (wrong_role("admin"), wrong_role("viewer")),
         request=new_tenant_body,
         audited_in="created",
+    ),
+    ("GET", "/v1/tenants"): Recipe(
+        "platform_admin",
+        200,
+        ("tenant.listed",),
+        (wrong_role("admin"), wrong_role("member")),
+        audited_in="system",
     ),
     ("GET", "/v1/tenants/{tenant_id}"): Recipe(
         "platform_admin",
@@ -398,7 +405,9 @@ async def test_success_is_audited(env: Env, route: tuple[str, str]) -> None:
     )
 
     assert response.status_code == recipe.status, response.text
-    audited_in = uuid.UUID(response.json()["id"]) if recipe.audited_in == "created" else tenant_id
+    audited_in = tenant_id
+    if recipe.audited_in != "tenant":
+        audited_in = SYSTEM_TENANT_ID if recipe.audited_in == "system" else uuid.UUID(response.json()["id"])
     assert_exactly(rows, request_id, audited_in, expected, "success", f"{method} {path}")
     actor = {"platform_admin": "platform"}.get(recipe.role, "user")
     assert {r.actor_type for r in rows} == {actor}
