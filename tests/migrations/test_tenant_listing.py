@@ -15,10 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core import migrate
-from core.settings import APP_ROLE
-from tests.migrations.test_document_status_counts import Databases, _execute, _rows, databases
-
-__all__ = ["databases"]  # the fixture, imported for pytest
+from tests.migrations.conftest import Databases, execute, rows
 
 REVISION = "0005_tenant_listing"
 FUNCTION = "phivault_tenant_page(text, timestamptz, uuid, integer)"
@@ -42,7 +39,7 @@ def _call(status: str | None = None, after: tuple[str, uuid.UUID] | None = None,
 
 async def test_pages_live_tenants_newest_first_without_their_keys(databases: Databases) -> None:
     old, middle, new, gone = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    await _execute(
+    await execute(
         databases.superuser,
         _tenant(old, "2026-01-01T00:00:00Z"),
         _tenant(middle, "2026-02-01T00:00:00Z", "suspended"),
@@ -50,7 +47,7 @@ async def test_pages_live_tenants_newest_first_without_their_keys(databases: Dat
         _tenant(gone, "2026-04-01T00:00:00Z", deleted=True),
     )
     # Forced row-level security binds this owner: without the function it sees no tenant either.
-    assert await _rows(databases.owner, "SELECT count(*) FROM tenants") == [(0,)]
+    assert await rows(databases.owner, "SELECT count(*) FROM tenants") == [(0,)]
 
     engine = create_async_engine(databases.app)
     try:
@@ -72,21 +69,11 @@ async def test_pages_live_tenants_newest_first_without_their_keys(databases: Dat
         await engine.dispose()
 
 
-async def test_only_the_app_role_may_execute_it(databases: Databases) -> None:
-    facts = await _rows(
-        databases.superuser,
-        f"SELECT p.prosecdef, pg_get_userbyid(p.proowner), has_function_privilege('{APP_ROLE}', '{FUNCTION}', "
-        f"'EXECUTE'), has_function_privilege('pg_monitor', '{FUNCTION}', 'EXECUTE') "
-        f"FROM pg_proc p WHERE p.oid = '{FUNCTION}'::regprocedure",
-    )
-    assert facts == [(True, databases.owner_role, True, False)]
-
-
 async def test_downgrade_removes_it_and_upgrade_restores_it(databases: Databases) -> None:
     previous = ScriptDirectory.from_config(migrate.alembic_config()).get_revision(REVISION).down_revision
     assert isinstance(previous, str)
     present = f"SELECT to_regprocedure('{FUNCTION}') IS NOT NULL"
     await asyncio.to_thread(migrate.downgrade, databases.owner, previous)
-    assert await _rows(databases.superuser, present) == [(False,)]
+    assert await rows(databases.superuser, present) == [(False,)]
     await asyncio.to_thread(migrate.upgrade, databases.owner)
-    assert await _rows(databases.superuser, present) == [(True,)]
+    assert await rows(databases.superuser, present) == [(True,)]
