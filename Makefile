@@ -8,7 +8,8 @@ RUNTIME_LOCK := requirements-runtime.lock
 # `make lock` refreshes every pin; `make lock LOCK_ARGS=` only adds what pyproject.toml newly asks for.
 LOCK_ARGS ?= --upgrade
 
-.PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-peers fuzz soak clean
+.PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-peers bench-peers-100k \
+	bench-concurrency bench-report fuzz soak clean
 
 install: $(STAMP)
 
@@ -60,7 +61,9 @@ fuzz: install
 soak: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.soak $(SOAK_ARGS)
 
-bench: bench-ingest bench-search bench-peers
+# Every benchmark of issue 13 in turn (long: the 100k-chunk ones take a while), then bench/results/REPORT.md and its SVGs.
+bench: bench-ingest bench-search bench-peers bench-peers-100k bench-concurrency
+	$(MAKE) bench-report
 
 bench-ingest: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest
@@ -71,6 +74,17 @@ bench-search: install
 # PHIVault against langchain-postgres and llama-index; installs their own virtualenv (bench/.peers-venv) on first use.
 bench-peers: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.peers $(PEERS_ARGS)
+
+bench-peers-100k: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.peers --scale 100k $(PEERS_ARGS)
+
+# 1, 4 and 16 concurrent searchers: one tenant and one user, one tenant and a user each, spread over 16 tenants.
+bench-concurrency: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
+
+# bench/results/REPORT.md from whatever results bench/results holds (a missing one is said, not fatal).
+bench-report: install
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

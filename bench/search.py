@@ -187,6 +187,12 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             **db_path,
             "hnsw": summary([s for s in app_samples if s.plan == "hnsw"]),
             "exact": summary([s for s in app_samples if s.plan == "exact"]),
+            "by_tenant_rows": {
+                band: summary(
+                    [s for s, q in zip(app_samples, queries, strict=True) if size_band(sizes[q.tenant]) == band]
+                )
+                for band in BANDS
+            },
             "transaction": latency([s.transaction_ms for s in app_samples]),
         },
         "rls_overhead": rls,

@@ -1,0 +1,534 @@
+"""bench/results/REPORT.md: one report, one section per goal of issue 13, from the benchmarks' JSON results.
+
+Run by `make bench` after the benchmarks, or alone: `python -m bench.report` (or `make bench-report`)
+over whatever bench/results holds: ingest.json (bench/ingest.py), search.json (bench/search.py),
+the newest peers-<date>.json and peers-100k-<date>.json (bench/peers.py) and concurrency.json
+(bench/concurrency.py). A missing input is reported as not measured in this run, never an error.
+Each result is labelled with its own date (its `date` field, else the file's modification time),
+so a report over results of different runs says which is which. Plots are SVG drawn by hand
+(bench/svg.py): latency against tenant size, throughput against concurrency, PHIVault against the peers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import concurrency, peers_report
+from bench.svg import Reference, Series, bar_chart, line_chart
+from bench.zipf_corpus import BANDS
+
+RESULTS = Path(__file__).parent / "results"
+NOT_MEASURED = "not measured in this run"
+SEARCH_P95_TARGET_MS = 5.0
+RECALL_TARGET = 0.95
+INGEST_TARGET = 0.95
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def when(self) -> str:
+        if "date" in self.data:
+            return str(self.data["date"])
+        written = datetime.datetime.fromtimestamp(self.path.stat().st_mtime)
+        return f"{written:%Y-%m-%d %H:%M} (file time)"
+
+    @property
+    def label(self) -> str:
+        return f"`{self.path.name}`, {self.when}"
+
+
+def load(path: Path | None) -> Result | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        return Result(path, json.loads(path.read_text()))
+    except json.JSONDecodeError:
+        return None
+
+
+def newest(results: Path, pattern: str) -> Path | None:
+    """The file named `<pattern><YYYY-MM-DD>.json` with the latest date (then the latest modification)."""
+    named = re.compile(re.escape(pattern) + r"(\d{4}-\d{2}-\d{2})\.json")
+    found = [(m.group(1), p.stat().st_mtime, p) for p in results.glob("*.json") if (m := named.fullmatch(p.name))]
+    return max(found)[2] if found else None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    ingest: Result | None
+    search: Result | None
+    peers: Result | None
+    peers_100k: Result | None
+    concurrency: Result | None
+
+
+def inputs(results: Path) -> Inputs:
+    return Inputs(
+        ingest=load(results / "ingest.json"),
+        search=load(results / "search.json"),
+        peers=load(newest(results, "peers-")),
+        peers_100k=load(newest(results, "peers-100k-")),
+        concurrency=load(results / "concurrency.json"),
+    )
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = models[0] if models else cpu
+    memory = psutil.virtual_memory().total / 2**30
+    return [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores ({psutil.cpu_count(logical=False)} physical); "
+        f"memory {memory:.1f} GiB",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}",
+        "- load average when the report was written: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+    ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    goal: str
+    measured: str
+    status: str  # "met", "not met: ...", or NOT_MEASURED
+
+
+def status(met: bool, gap: str) -> str:
+    return "**met**" if met else f"**not met**: {gap}"
+
+
+def _p(entry: dict[str, Any], key: str) -> float:
+    return float(entry[key])
+
+
+# Goal 1: HTTP search below both peers' in-process p50 and p95.
+
+
+def peers_verdict(result: Result, scale: str) -> Verdict:
+    c = result.data["contenders"]
+    best50 = min(_p(c["langchain"], "p50_ms"), _p(c["llama"], "p50_ms"))
+    best95 = min(_p(c["langchain"], "p95_ms"), _p(c["llama"], "p95_ms"))
+    p50, p95 = _p(c["phivault"], "p50_ms"), _p(c["phivault"], "p95_ms")
+    met = p50 < best50 and p95 < best95
+    gap = (
+        f"p50 {p50 / best50:.2f}x and p95 {p95 / best95:.2f}x the faster peer's "
+        f"({p50 - best50:+.1f} / {p95 - best95:+.1f} ms)"
+    )
+    return Verdict(
+        f"1. HTTP search below both peers ({scale})",
+        f"PHIVault p50 {p50:.1f} / p95 {p95:.1f} ms; fastest peer p50 {best50:.1f} / p95 {best95:.1f} ms",
+        status(met, gap),
+    )
+
+
+def goal_1(i: Inputs, figures: list[str]) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 1. HTTP search faster than the peers in-process",
+        "",
+        "Goal: `POST /v1/search` p50 and p95 (embedding included) below both langchain-postgres and llama-index "
+        "in-process, at ~700 chunks in one tenant and at 100k chunks over 100 tenants.",
+        "",
+    ]
+    verdicts = []
+    for result, scale in ((i.peers, "~700 chunks, one tenant"), (i.peers_100k, "100k chunks, 100 tenants")):
+        lines.append(f"### {scale}")
+        lines.append("")
+        if result is None:
+            lines += [f"{scale}: {NOT_MEASURED}.", ""]
+            verdicts.append(Verdict(f"1. HTTP search below both peers ({scale})", "—", NOT_MEASURED))
+            continue
+        verdict = peers_verdict(result, scale)
+        verdicts.append(verdict)
+        lines += [f"From {result.label}: {verdict.status}.", "", peers_report.markdown(result.data), ""]
+    if i.peers or i.peers_100k:
+        lines += [figures_line(figures, "phivault_vs_peers.svg", "PHIVault against the peers"), ""]
+    return lines, verdicts
+
+
+def plot_peers(i: Inputs, results: Path) -> str | None:
+    scales = [(r, name) for r, name in ((i.peers, "~700 chunks"), (i.peers_100k, "100k")) if r is not None]
+    if not scales:
+        return None
+    names = peers_report.CONTENDERS
+    series = [
+        Series(f"{stat} {name}", [float(r.data["contenders"][n][f"{stat}_ms"]) for n in names])
+        for r, name in scales
+        for stat in ("p50", "p95")
+    ]
+    bar_chart(
+        results / "phivault_vs_peers.svg",
+        title="Per query, embedding included: PHIVault over HTTP and the peers in-process",
+        x_label="contender",
+        y_label="milliseconds",
+        categories=["PHIVault HTTP", "langchain-postgres", "llama-index", "embedding alone"],
+        series=series,
+    )
+    return "phivault_vs_peers.svg"
+
+
+# Goal 2: in-database p95 and recall per tenant size bucket.
+
+
+def goal_2(i: Inputs, figures: list[str]) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 2. In-database search at 100k chunks x 1024 dimensions",
+        "",
+        f"Goal: p95 ≤ {SEARCH_P95_TARGET_MS:g} ms over 100 Zipf-sized tenants as `phivault_app` under forced RLS, "
+        f"recall@10 ≥ {RECALL_TARGET} in every tenant size bucket.",
+        "",
+    ]
+    if i.search is None:
+        return [*lines, f"{NOT_MEASURED}.", ""], [Verdict("2. In-database p95 and recall", "—", NOT_MEASURED)]
+    s = i.search.data
+    db, corpus = s["db_path"], s["corpus"]
+    p95, recall = float(db["p95_ms"]), float(db["recall_at_10"])
+    by_band: dict[str, Any] | None = db.get("by_tenant_rows")
+    bucket_recalls = {band: b["recall_at_10"] for band, b in (by_band or {}).items() if b.get("queries")}
+    met_latency = p95 <= SEARCH_P95_TARGET_MS
+    met_recall = bool(bucket_recalls) and min(bucket_recalls.values()) >= RECALL_TARGET
+    gaps = []
+    if not met_latency:
+        gaps.append(f"p95 {p95:.2f} ms, {p95 / SEARCH_P95_TARGET_MS:.1f}x the target")
+    if not bucket_recalls:
+        gaps.append("recall per bucket under the chosen plan not in this search.json")
+    elif not met_recall:
+        gaps.append(f"lowest bucket recall {min(bucket_recalls.values()):.3f}")
+    verdict = Verdict(
+        "2. In-database p95 and recall",
+        f"p95 {p95:.2f} ms, recall@10 {recall:.4f} overall"
+        + (f", lowest bucket {min(bucket_recalls.values()):.3f}" if bucket_recalls else ""),
+        status(met_latency and met_recall, "; ".join(gaps)),
+    )
+    plans = db.get("plans", {})
+    lines += [
+        f"From {i.search.label}: {verdict.status}.",
+        "",
+        f"{corpus['chunks']} chunks x {corpus['dim']} over {corpus['tenants']} tenants "
+        f"({corpus['smallest_tenant_rows']}..{corpus['largest_tenant_rows']} rows); exact plan up to "
+        f"{s['settings']['search_exact_max_rows']} rows, HNSW ef_search {s['settings']['search_ef_search']}. "
+        f"{db['measured']}.",
+        "",
+        "| chosen plan | queries | p50 ms | p95 ms | p99 ms | recall@10 |",
+        "|---|---|---|---|---|---|",
+        f"| all | {db['queries']} | {db['p50_ms']} | {db['p95_ms']} | {db['p99_ms']} | {db['recall_at_10']} |",
+    ]
+    for plan in ("exact", "hnsw"):
+        if db.get(plan, {}).get("queries"):
+            e = db[plan]
+            lines.append(
+                f"| {plan} ({plans.get(plan, e['queries'])}) | {e['queries']} | {e['p50_ms']} | {e['p95_ms']} | "
+                f"{e['p99_ms']} | {e['recall_at_10']} |"
+            )
+    forced = s.get("forced_plan_by_tenant_rows", {})
+    header = "| tenant rows |"
+    if by_band:
+        header += " chosen plan p50 / p95 ms, recall |"
+    header += " exact forced p50 / p95 ms, recall | HNSW forced p50 / p95 ms, recall |"
+    lines += ["", header, "|---" * (header.count("|") - 1) + "|"]
+    for band in BANDS:
+        cells = [by_band.get(band)] if by_band else []
+        cells += [forced.get("exact", {}).get(band), forced.get("hnsw", {}).get(band)]
+        lines.append(f"| {band} | " + " | ".join(_band_cell(c) for c in cells) + " |")
+    if not by_band:
+        lines += [
+            "",
+            "Recall per bucket under the plan the service chooses: not in this search.json (an older bench/search.py); "
+            f"the forced plans above have {forced.get('queries_per_tenant', '?')} queries per tenant.",
+        ]
+    lines += ["", figures_line(figures, "latency_by_tenant_size.svg", "latency against tenant size"), ""]
+    return lines, [verdict]
+
+
+def _band_cell(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry.get("queries"):
+        return "—"
+    return f"{entry['p50_ms']:.1f} / {entry['p95_ms']:.1f}, {entry['recall_at_10']:.3f}"
+
+
+def plot_latency(i: Inputs, results: Path) -> str | None:
+    if i.search is None:
+        return None
+    s = i.search.data
+    forced = s.get("forced_plan_by_tenant_rows", {})
+    series: list[Series] = []
+    by_band = s["db_path"].get("by_tenant_rows")
+    sources = [("chosen plan", by_band)] if by_band else []
+    sources += [("exact forced", forced.get("exact")), ("HNSW forced", forced.get("hnsw"))]
+    for name, bands in sources:
+        if not bands:
+            continue
+        for stat, dashed in (("p50", True), ("p95", False)):
+            values = [_value(bands.get(band), f"{stat}_ms") for band in BANDS]
+            series.append(Series(f"{name} {stat}", values, dashed))
+    if not series:
+        return None
+    line_chart(
+        results / "latency_by_tenant_size.svg",
+        title="In-database search latency by tenant size (100k chunks x 1024)",
+        x_label="tenant rows",
+        y_label="milliseconds",
+        categories=BANDS,
+        series=series,
+        reference=Reference(f"goal p95 {SEARCH_P95_TARGET_MS:g} ms", SEARCH_P95_TARGET_MS),
+    )
+    return "latency_by_tenant_size.svg"
+
+
+def _value(entry: dict[str, Any] | None, key: str) -> float | None:
+    return float(entry[key]) if entry and entry.get("queries") else None
+
+
+# Goal 3: concurrency without serialisation.
+
+
+def goal_3(i: Inputs, figures: list[str]) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 3. Concurrency without serialisation",
+        "",
+        f"Goal: 16 concurrent clients in one tenant reach ≥ {concurrency.TARGET_RATIO}x the throughput of 16 spread "
+        "over 16 tenants, and the API uses the machine (searches/s per core).",
+        "",
+    ]
+    if i.concurrency is None:
+        return [*lines, f"{NOT_MEASURED}.", ""], [Verdict("3. Concurrency", "—", NOT_MEASURED)]
+    c = i.concurrency.data
+    goal = c["goal"]
+    top = str(max(concurrency.CLIENTS))
+    spread16 = c["by_config"]["spread"][top]
+    verdict = Verdict(
+        "3. Concurrency",
+        f"one tenant / spread at {top} clients: {goal['measured']:.2f} (median per round); "
+        f"{spread16['searches_per_s'][1]:.1f} searches/s, {spread16['searches_per_s_per_core']:.1f} per core",
+        status(goal["met"], f"{goal['measured']:.2f} against {goal['target']}"),
+    )
+    lines += [
+        f"From {i.concurrency.label}: {verdict.status}.",
+        "",
+        concurrency.markdown(c),
+        "",
+        figures_line(figures, "throughput_by_clients.svg", "throughput against concurrency"),
+        "",
+    ]
+    return lines, [verdict]
+
+
+def plot_throughput(i: Inputs, results: Path) -> str | None:
+    if i.concurrency is None:
+        return None
+    by_config = i.concurrency.data["by_config"]
+    labels = {"one_user": "one tenant, one user", "user_each": "one tenant, user each", "spread": "spread, user each"}
+    series = [
+        Series(label, [float(by_config[config][str(n)]["searches_per_s"][1]) for n in concurrency.CLIENTS])
+        for config, label in labels.items()
+    ]
+    line_chart(
+        results / "throughput_by_clients.svg",
+        title="POST /v1/search throughput by concurrent clients (median of rounds)",
+        x_label="concurrent clients",
+        y_label="searches per second",
+        categories=[str(n) for n in concurrency.CLIENTS],
+        series=series,
+    )
+    return "throughput_by_clients.svg"
+
+
+# Goal 4: no cold start.
+
+
+def goal_4(i: Inputs) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 4. No cold start",
+        "",
+        "Goal: the first search after `/readyz` is as fast as the hundredth (here: its wall time is within the p95 "
+        "of the warm single-client searches of the same run); `phivault search` does not load a model for one "
+        "query when an API is running.",
+        "",
+    ]
+    rows: list[tuple[str, float, float, float]] = []
+    if i.concurrency is not None:
+        c = i.concurrency.data
+        warm = c["by_config"]["one_user"]["1"]
+        first = c["first_search"]["wall_ms"]
+        rows.append(
+            (
+                f"{i.concurrency.label}: first search after /readyz and ingestion",
+                first,
+                warm["p50_ms"][1],
+                warm["p95_ms"][1],
+            )
+        )
+    if i.peers is not None:
+        p = i.peers.data
+        first = p["diagnostics"]["first_search_after_ingestion"]["wall_ms"]
+        rows.append(
+            (
+                f"{i.peers.label}: first search after ingestion",
+                first,
+                p["contenders"]["phivault"]["p50_ms"],
+                p["contenders"]["phivault"]["p95_ms"],
+            )
+        )
+    if not rows:
+        return [*lines, f"{NOT_MEASURED}.", ""], [Verdict("4. No cold start", "—", NOT_MEASURED)]
+    lines += ["| run | first search ms | warm p50 ms | warm p95 ms |", "|---|---|---|---|"]
+    lines += [f"| {name} | {first:.1f} | {p50:.1f} | {p95:.1f} |" for name, first, p50, p95 in rows]
+    worst = max(rows, key=lambda r: r[1] / r[3])
+    met = all(first <= p95 for _, first, _, p95 in rows)
+    verdict = Verdict(
+        "4. No cold start",
+        f"first search {worst[1]:.1f} ms against a warm p95 of {worst[3]:.1f} ms",
+        status(met, f"first search {worst[1] / worst[2]:.1f}x the warm p50"),
+    )
+    lines += ["", f"{verdict.status}. `phivault search` with an API running: {NOT_MEASURED}.", ""]
+    return lines, [verdict]
+
+
+# Goal 5: ingestion against raw embedding.
+
+
+def goal_5(i: Inputs) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 5. Ingestion at raw embedding throughput",
+        "",
+        f"Goal: upload → ready ≥ {INGEST_TARGET}x raw embedding throughput for ~4 KB, ~24 KB and ~200 KB documents; "
+        "progress while large documents process.",
+        "",
+    ]
+    if i.ingest is None:
+        return [*lines, f"{NOT_MEASURED}.", ""], [Verdict("5. Ingestion", "—", NOT_MEASURED)]
+    d = i.ingest.data
+    ratio = float(d["ratio_pipeline_to_raw"])
+    size = (
+        f"{d['doc_bytes'] / 1000:g} KB" if "doc_bytes" in d else "size not recorded; bench/ingest.py's default is 24 KB"
+    )
+    verdict = Verdict(
+        "5. Ingestion",
+        f"{ratio:.3f}x raw at one document size ({size})",
+        status(ratio >= INGEST_TARGET, f"{ratio:.3f}x; ~4 KB and ~200 KB documents {NOT_MEASURED}"),
+    )
+    lines += [
+        f"From {i.ingest.label}: {verdict.status}.",
+        "",
+        "| documents | size | chunks | upload → ready s | chunks/s | raw embedding chunks/s | ratio | "
+        "1 MB upload p50 / p95 ms |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {d['documents']} | {size} | {d['chunks']} | {d['pipeline_seconds']} | {d['pipeline_chunks_per_s']} | "
+        f"{d['raw_embedding_chunks_per_s']} | {ratio:.3f} | {d['upload_1mb_p50_ms']} / {d['upload_1mb_p95_ms']} |",
+        "",
+        f"~4 KB and ~200 KB documents: {NOT_MEASURED}. Progress while processing: not checked by the benchmarks.",
+        "",
+    ]
+    return lines, [verdict]
+
+
+# Goal 6: cost growth.
+
+
+def goal_6(i: Inputs) -> tuple[list[str], list[Verdict]]:
+    lines = [
+        "## 6. Cost growth",
+        "",
+        "Reported, no target: search at 10k, 50k and 100k chunks; ingestion at 10 and 100 documents; API and "
+        "worker memory after warm-up.",
+        "",
+        "| search | chunks | in-database p50 / p95 ms | HTTP p50 / p95 ms (embedding included) |",
+        "|---|---|---|---|",
+    ]
+    measured = []
+    for chunks in (10_000, 50_000, 100_000):
+        if i.search is not None and i.search.data["corpus"]["chunks"] == chunks:
+            db, wall = i.search.data["db_path"], i.search.data["http"]["wall"]
+            lines.append(
+                f"| {i.search.label} | {chunks} | {db['p50_ms']} / {db['p95_ms']} | "
+                f"{wall['p50_ms']} / {wall['p95_ms']} |"
+            )
+            measured.append(f"search at {chunks} chunks")
+        else:
+            lines.append(f"| — | {chunks} | {NOT_MEASURED} | {NOT_MEASURED} |")
+    lines += ["", "| ingestion | documents | upload → ready s | documents/s | chunks/s |", "|---|---|---|---|---|"]
+    ingested = i.ingest.data["documents"] if i.ingest else None
+    if i.ingest is not None:
+        d = i.ingest.data
+        lines.append(
+            f"| {i.ingest.label} | {d['documents']} | {d['pipeline_seconds']} | {d['documents_per_s']} | "
+            f"{d['pipeline_chunks_per_s']} |"
+        )
+        measured.append(f"ingestion of {d['documents']} documents")
+    lines += [f"| — | {count} | {NOT_MEASURED} | | |" for count in (10, 100) if count != ingested]
+    lines += ["", f"API and worker memory after warm-up: {NOT_MEASURED}.", ""]
+    missing = [f"search at {n} chunks" for n in (10_000, 50_000, 100_000) if f"search at {n} chunks" not in measured]
+    missing += [f"ingestion of {n} documents" for n in (10, 100) if n != ingested]
+    missing.append("memory after warm-up")
+    reported = "reported; " + NOT_MEASURED + ": " + ", ".join(missing)
+    return lines, [Verdict("6. Cost growth (reported)", ", ".join(measured) or "—", reported)]
+
+
+def figures_line(figures: list[str], name: str, what: str) -> str:
+    return f"![{what}]({name})" if name in figures else f"Plot of {what}: {NOT_MEASURED}."
+
+
+def report(results: Path = RESULTS) -> str:
+    i = inputs(results)
+    plots: list[Callable[[Inputs, Path], str | None]] = [plot_peers, plot_latency, plot_throughput]
+    figures = [name for plot in plots if (name := plot(i, results)) is not None]
+    sections: list[tuple[list[str], list[Verdict]]] = [
+        goal_1(i, figures),
+        goal_2(i, figures),
+        goal_3(i, figures),
+        goal_4(i),
+        goal_5(i),
+        goal_6(i),
+    ]
+    verdicts = [v for _, vs in sections for v in vs]
+    sources = [
+        ("ingest", i.ingest),
+        ("search", i.search),
+        ("peers, ~700 chunks", i.peers),
+        ("peers, 100k chunks", i.peers_100k),
+        ("concurrency", i.concurrency),
+    ]
+    lines = [
+        "# PHIVault benchmarks (issue 13)",
+        "",
+        f"Written by `python -m bench.report` on {datetime.date.today().isoformat()}, on this machine:",
+        "",
+        *machine(),
+        "",
+        "Results (each from its own run, dated):",
+        "",
+        *[f"- {name}: {r.label if r else NOT_MEASURED}" for name, r in sources],
+        "",
+        "| goal | measured | status |",
+        "|---|---|---|",
+        *[f"| {v.goal} | {v.measured} | {v.status} |" for v in verdicts],
+        "",
+    ]
+    for body, _ in sections:
+        lines += body
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "REPORT.md"
+    out.write_text(report(RESULTS))
+    print(f"{out}")
+
+
+if __name__ == "__main__":
+    main()
