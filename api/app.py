@@ -17,7 +17,7 @@ from api.metrics import ApiMetrics
 from api.middleware import RequestContextMiddleware
 from api.openapi import API_DESCRIPTION, TAGS, install_openapi
 from api.rate_limiter import RateLimits
-from api.routes import audit, documents, health, metrics, search, tenants
+from api.routes import audit, documents, embeddings, health, metrics, search, tenants, users
 from api.state import AppState
 from core.db import Database, create_engine, install_database, verify_app_role
 from core.keys import key_provider_from_settings
@@ -25,8 +25,10 @@ from core.runtime import Services, resolve_services
 from core.security import TokenVerifier
 from core.settings import Settings, get_settings
 from core.storage import object_store_from_settings
-from embeddings.sentence_transformer import warm_embedder
 from ingest.queue import TaskQueue
+from search.warmup import warm_search
+from tenants.query_keys import QueryKeys
+from users.revocations import RevocationStore
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         redis = Redis.from_url(resolved.redis_url)
         queue = TaskQueue(resolved.redis_url)
         rate_limits = RateLimits(settings, resolved.redis_url) if settings.rate_limits_on else None
+        revocations = RevocationStore(resolved.redis_url)
         try:
             await verify_app_role(database.engine)
             install_database(database)
@@ -55,8 +58,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 store=object_store_from_settings(settings, keys),
                 enqueue=queue.enqueue,
                 metrics=api_metrics,
-                embedder=asyncio.create_task(asyncio.to_thread(warm_embedder, settings)),
+                embedder=asyncio.create_task(warm_search(database, settings)),
                 rate_limits=rate_limits,
+                query_keys=QueryKeys(database, keys),
+                revocations=revocations,
             )
             yield
         finally:
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             queue.close()
             if rate_limits is not None:
                 await rate_limits.aclose()
+            await revocations.aclose()
             await redis.aclose()
             await database.dispose()
 
@@ -84,7 +90,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(tenants.router)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(embeddings.router)
     app.include_router(audit.router)
+    app.include_router(users.router)
     install_console(app, settings)
     install_openapi(app)
     return app

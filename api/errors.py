@@ -24,6 +24,7 @@ from core.errors import Conflict, DomainError, InvalidInput, NotFound, error_bod
 from ingest.detect import RejectedUpload
 from ingest.objects import StorageUnavailable
 from tenants.service import TenantUnavailable
+from users.revocations import RevocationsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ def unavailable(exc: BaseException) -> APIError | None:
         dependency = "the database"
     elif isinstance(exc, StorageUnavailable):
         dependency = "object storage"
+    elif isinstance(exc, RevocationsUnavailable):
+        dependency = "the token revocation store"
     else:
         return None
     return APIError(
@@ -153,6 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(DatabaseUnreachable)
     @app.exception_handler(StorageUnavailable)
+    @app.exception_handler(RevocationsUnavailable)
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         error = unavailable(exc)
         if error is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import send_error
+from ingest.detect import RejectedUpload
 
 # Room for the multipart boundaries, part headers and the `metadata` field.
 MULTIPART_OVERHEAD = 256 * 1024
@@ -13,8 +14,11 @@ MULTIPART_OVERHEAD = 256 * 1024
 class UploadSizeLimitMiddleware:
     """Answers 413 for `POST /v1/documents` bodies over the upload limit.
 
-    A declared Content-Length over the limit is refused before reading; a body
-    without one is counted as it arrives and cut off once it passes the limit.
+    A body is counted as it arrives and cut off once it passes the limit; one whose declared
+    Content-Length is over it is cut off before its first byte is read. Cut off, reading it raises
+    `RejectedUpload("too_large")`, so the upload route, which reads the body only once the caller is
+    authenticated and authorised, records the refusal (`document.rejected`) under that caller; an
+    unauthenticated or refused caller gets its 401/403 (`auth.denied`, `access.denied`) as for any upload.
     """
 
     def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
@@ -28,9 +32,7 @@ class UploadSizeLimitMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._too_large(scope, send)
-            return
+        declared_over = declared is not None and declared.isdigit() and int(declared) > self.max_body
         received = 0
         exceeded = False
         replaced = False
@@ -38,17 +40,18 @@ class UploadSizeLimitMiddleware:
 
         async def counting_receive() -> Message:
             nonlocal received, exceeded
-            if exceeded:
-                return {"type": "http.disconnect"}
+            if exceeded or declared_over:
+                exceeded = True
+                raise self._rejection()
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     # Never hand the app a cut-off body as if it were complete: a truncated multipart body can
-                    # still hold a whole file part, which would be stored behind the 413. To the app the client
-                    # has gone away, so reading the body fails; whatever it answers is replaced by 413.
+                    # still hold a whole file part, which would be stored behind the 413. Reading the body fails
+                    # instead; whatever the app answers is replaced by 413.
                     exceeded = True
-                    return {"type": "http.disconnect"}
+                    raise self._rejection()
             return message
 
         async def replacing_send(message: Message) -> None:
@@ -69,6 +72,9 @@ class UploadSizeLimitMiddleware:
         if exceeded and not replaced and not started:
             await self._too_large(scope, send)
 
+    def _rejection(self) -> RejectedUpload:
+        return RejectedUpload("too_large", f"the file is larger than the limit of {self.max_upload_bytes} bytes")
+
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        message = f"the file is larger than the limit of {self.max_upload_bytes} bytes"
-        await send_error(send, 413, "too_large", message, (scope.get("state") or {}).get("request_id"))
+        rejection = self._rejection()
+        await send_error(send, 413, rejection.code, rejection.message, (scope.get("state") or {}).get("request_id"))

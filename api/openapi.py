@@ -39,6 +39,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "search", "description": "Semantic (vector) and hybrid search over the tenant's ready documents."},
     {"name": "audit", "description": "The tenant's audit trail, for tenant administrators: read, export, verify."},
     {"name": "tenants", "description": "Tenants, for platform administrators: create, list, suspend, resume."},
+    {"name": "users", "description": "Users, token revocation and break-glass access, for tenant administrators."},
     {"name": "health", "description": "Probes and metrics for operators."},
 ]
 """The operation groups, in the order the interactive docs show them."""

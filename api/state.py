@@ -16,6 +16,8 @@ from core.security import TokenVerifier
 from core.settings import Settings
 from core.storage import ObjectStore
 from embeddings.base import Embedder
+from tenants.query_keys import QueryKeys
+from users.revocations import RevocationStore
 
 
 @dataclass
@@ -35,3 +37,7 @@ class AppState:
     """The model, loaded and warmed in the background from start-up; `/readyz` is green only once it is done."""
     rate_limits: RateLimits | None
     """Upload and search rate limits; None when they are off (`Settings.rate_limits_on`)."""
+    query_keys: QueryKeys
+    """The tenants' audit query-HMAC keys, unwrapped once per process (`tenants.query_keys`)."""
+    revocations: RevocationStore
+    """Revoked token ids (`jti`), in Redis, checked on every request whose token carries one."""

@@ -1,15 +1,16 @@
-"""SQL for reading the audit trail: filtered pages, streamed exports, and the chain verification."""
+"""SQL for reading the audit trail: filtered pages, streamed exports, disclosure reports, and the chain verification."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, and_, literal_column, or_, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from audit.schemas import AuditFilters, ChainReport, VerificationIncomplete
+from audit.schemas import AuditFilters, ChainReport, ReportQuery, VerificationIncomplete
 from models.audit import GENESIS_HASH, AuditLog
 
 
@@ -45,6 +46,27 @@ async def stream_events(session: AsyncSession, tenant_id: uuid.UUID, filters: Au
     )
     async for event in result:
         yield event
+
+
+_SEARCHED_DOCUMENTS = literal_column("(audit_logs.metadata -> 'document_ids')", JSONB)
+"""Spelled as `ix_audit_logs_search_document_ids` (migration 0009) is, literals included, so the index matches."""
+_IS_SEARCH = text("audit_logs.action = 'search.query'")
+
+
+async def report_events(
+    session: AsyncSession, tenant_id: uuid.UUID, query: ReportQuery, *, limit: int
+) -> list[AuditLog]:
+    """Oldest first, at most `limit`: every event by the actor, or every event about the resource together with
+    every search that returned it (a bitmap OR of the resource-id index and the GIN index on searched ids)."""
+    statement = select(AuditLog).where(
+        AuditLog.tenant_id == tenant_id, AuditLog.created_at >= query.since, AuditLog.created_at < query.until
+    )
+    if query.kind == "actor":
+        statement = statement.where(AuditLog.actor_id == query.subject_id)
+    else:
+        returned = and_(_IS_SEARCH, _SEARCHED_DOCUMENTS.contains([query.subject_id]))
+        statement = statement.where(or_(AuditLog.resource_id == query.subject_id, returned))
+    return list((await session.scalars(statement.order_by(AuditLog.id).limit(limit))).all())
 
 
 OPERATIONAL_SQLSTATE_CLASSES = {"40", "53", "54", "57", "58"}

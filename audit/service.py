@@ -1,26 +1,35 @@
-"""The audit trail for tenant administrators (read, export, verify, each itself audited), and the
-record of refusals, which are written in a transaction of their own because the refused one rolls back."""
+"""The audit trail for tenant administrators (read, export, verify, the disclosures report, the query hash,
+each itself audited), and the record of refusals, which are written in a transaction of their own because the
+refused one rolls back."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from audit import repository
 from audit.schemas import (
     EXPORT_FIELDS,
+    REPORT_MAX_ENTRIES,
     AuditEventOut,
     AuditFilters,
     AuditPage,
     ChainReport,
+    DisclosureReport,
     ExportFormat,
+    ReportQuery,
+    ReportSubject,
+    ReportWindow,
     VerificationIncomplete,
     csv_line,
+    report_entry,
 )
 from core.db import SYSTEM_TENANT_ID, Database
 from models.audit import ActingSession, Actor, write_audit_event
+from tenants.query_keys import QueryKeys
 from tenants.repository import tenant_exists
 
 
@@ -59,6 +68,45 @@ async def export_lines(
                 yield csv_line([json.dumps(v) if isinstance(v, dict) else v for v in record.values()])
             else:
                 yield json.dumps(record, separators=(",", ":")) + "\n"
+
+
+async def disclosure_report(tx: ActingSession, query: ReportQuery) -> DisclosureReport:
+    """The accounting of disclosures for one document (or other resource) or one actor, audited as `audit.report`.
+
+    Read in the tenant's transaction: another tenant's ids match nothing (row-level security), so a foreign
+    document id gives an empty report, the same as an unknown one."""
+    events = await repository.report_events(tx.session, tx.tenant.id, query, limit=REPORT_MAX_ENTRIES + 1)
+    entries = [report_entry(event) for event in events[:REPORT_MAX_ENTRIES]]
+    truncated = len(events) > REPORT_MAX_ENTRIES
+    await tx.audit(
+        "audit.report",
+        resource_type="audit_log",
+        metadata={
+            "subject": query.kind,
+            "subject_id": query.subject_id,
+            "since": query.since.isoformat(),
+            "until": query.until.isoformat(),
+            "format": query.format,
+            "count": len(entries),
+            "truncated": truncated,
+        },
+    )
+    return DisclosureReport(
+        subject=ReportSubject(kind=query.kind, id=query.subject_id),
+        window=ReportWindow(since=query.since, until=query.until),
+        generated_at=datetime.now(UTC),
+        entries=entries,
+        count=len(entries),
+        truncated=truncated,
+    )
+
+
+async def compute_query_hash(tx: ActingSession, query_keys: QueryKeys, query: str) -> str:
+    """The `query_hmac` a search for `query` records in this tenant; audited (`audit.query_hash_computed`) with
+    the HMAC, never the text."""
+    digest = await query_keys.digest(tx.tenant, query)
+    await tx.audit("audit.query_hash_computed", resource_type="audit_log", metadata={"query_hmac": digest})
+    return digest
 
 
 async def verify_and_record(tx: ActingSession, *, timeout_seconds: float) -> ChainReport | VerificationIncomplete:

@@ -1,11 +1,11 @@
 """The `phivault` command line: one Typer app over the commands of `cli.services`, `cli.tokens`,
-`cli.documents`, `cli.tenants` and `cli.audit`."""
+`cli.documents`, `cli.tenants`, `cli.audit` and `cli.users`."""
 
 from __future__ import annotations
 
 import typer
 
-from cli import audit, documents, services, tenants, tokens
+from cli import audit, documents, keys, services, tenants, tokens, users
 from core.db import UnsafeDatabaseRole
 from core.settings import SettingsError
 from tenants.service import TenantUnavailable
@@ -29,6 +29,8 @@ for command in (
     app.command()(command)
 app.add_typer(tenants.app, name="tenant")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="user")
 
 
 def main() -> None:

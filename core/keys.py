@@ -19,6 +19,12 @@ Wire formats (all binary, nonce first):
   ``aad = b"phivault/data-key/" || tenant_id.bytes || document_id.bytes`` -> 60 bytes.
 * wrapped data key (KMS): the opaque `CiphertextBlob` returned by `GenerateDataKey`.
 
+Key lifecycle (issue 15): while a tenant key is rotated, `TenantKeyRef` carries the previous key too
+(`previous_kms_key_id` / `previous_wrapped_key`); data keys unwrap under the current key, then the previous one, and
+`rewrap_data_key` moves one to the current key. `LocalKeyProvider` accepts an old master key as a fallback for
+unwrapping tenant keys during a master key rotation (`PHIVAULT_OLD_MASTER_KEY`). `destroy_tenant_key` is the
+crypto-shredding step of offboarding.
+
 Error messages carry ids only, never key material (invariant 5).
 """
 
@@ -27,8 +33,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -52,8 +60,13 @@ WRAPPED_KEY_BYTES: Final = NONCE_BYTES + KEY_BYTES + TAG_BYTES
 
 TENANT_KEY_AAD_PREFIX: Final = b"phivault/tenant-key/"
 DATA_KEY_AAD_PREFIX: Final = b"phivault/data-key/"
+SECRET_AAD_PREFIX: Final = b"phivault/tenant-secret/"
 
 KMS_TENANT_TAG: Final = "phivault:tenant_id"
+KMS_MIN_PENDING_WINDOW_DAYS: Final = 7
+"""`ScheduleKeyDeletion`'s shortest window: a destroyed tenant's key is gone for good after it."""
+KMS_MAX_PENDING_WINDOW_DAYS: Final = 30
+"""The window for a key rotated away from: the longest, so a restore from an older backup can still cancel it."""
 MASTER_KEY_FILE: Final = "master.key"
 
 # KMS errors that mean "this ciphertext does not belong to this key / context", as opposed to an outage or IAM.
@@ -64,6 +77,10 @@ class DecryptionError(Exception):
     """A key or ciphertext failed authentication: wrong tenant, wrong document, tampered or truncated data."""
 
 
+class TenantKeyMissing(ValueError):
+    """The tenant has no key of this provider's kind: made by another provider, or destroyed at offboarding."""
+
+
 @dataclass(frozen=True)
 class TenantKeyRef:
     """What the tenants row stores about the tenant's key: a KMS key id/ARN, or a locally wrapped key."""
@@ -71,6 +88,9 @@ class TenantKeyRef:
     tenant_id: uuid.UUID
     kms_key_id: str | None
     wrapped_key: bytes | None = field(default=None, repr=False)
+    previous_kms_key_id: str | None = None
+    """The key being rotated away from: still read, never written with, until every object is migrated."""
+    previous_wrapped_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -90,7 +110,39 @@ class KeyProvider(Protocol):
 
     def generate_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> DataKey: ...
 
-    def unwrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes: ...
+    def unwrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
+        """The data key, unwrapped under the tenant's current key or else its previous one."""
+        ...
+
+    def rewrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes | None:
+        """`wrapped` moved under the tenant's current key; None when it is under the current key already."""
+        ...
+
+    def rotate_tenant_key(self, tenant: TenantKeyRef) -> TenantKeyRef:
+        """A new current key for the tenant, the current one becoming `previous_*`."""
+        ...
+
+    def retire_previous_key(self, tenant: TenantKeyRef) -> None:
+        """The rotation is complete: the previous key is no longer needed (a KMS key is scheduled for deletion)."""
+        ...
+
+    def destroy_tenant_key(self, tenant: TenantKeyRef) -> list[str]:
+        """Make the tenant's keys (current and previous) unusable; the ids of the keys destroyed, never key bytes.
+
+        Local keys live only in the tenants row: the caller erases them there, this returns their fingerprints.
+        """
+        ...
+
+    def wrap_secret(self, tenant: TenantKeyRef, secret: bytes, purpose: str) -> bytes:
+        """A 32-byte tenant secret (the audit query key) wrapped by the tenant key, bound to tenant and `purpose`."""
+        ...
+
+    def unwrap_secret(self, tenant: TenantKeyRef, wrapped: bytes, purpose: str) -> bytes: ...
+
+
+def key_fingerprint(wrapped_key: bytes) -> str:
+    """What identifies a locally wrapped key in a receipt without revealing it: the SHA-256 of the wrapped bytes."""
+    return "sha256:" + hashlib.sha256(wrapped_key).hexdigest()
 
 
 def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -116,13 +168,36 @@ class LocalKeyProvider:
 
     name = "local"
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != KEY_BYTES:
-            raise ValueError(f"the master key must be exactly {KEY_BYTES} bytes")
+    def __init__(self, master_key: bytes, old_master_key: bytes | None = None) -> None:
+        """`old_master_key`: also tried when a tenant key does not unwrap under `master_key` (during a rotation)."""
+        for key in (master_key, old_master_key):
+            if key is not None and len(key) != KEY_BYTES:
+                raise ValueError(f"the master key must be exactly {KEY_BYTES} bytes")
         self._master_key = master_key
+        self._old_master_key = old_master_key
 
     def __repr__(self) -> str:
         return "LocalKeyProvider(master_key=<redacted>)"
+
+    def _unwrap_tenant_key(self, tenant_id: uuid.UUID, wrapped: bytes) -> bytes:
+        aad = TENANT_KEY_AAD_PREFIX + tenant_id.bytes
+        what = f"tenant {tenant_id} key"
+        try:
+            return _open(self._master_key, wrapped, aad, what)
+        except DecryptionError:
+            if self._old_master_key is None:
+                raise
+        return _open(self._old_master_key, wrapped, aad, what)
+
+    def rewrap_tenant_key(self, tenant_id: uuid.UUID, wrapped: bytes) -> bytes | None:
+        """`wrapped` (a tenant key) moved under the current master key; None when it is under it already."""
+        try:
+            _open(self._master_key, wrapped, TENANT_KEY_AAD_PREFIX + tenant_id.bytes, f"tenant {tenant_id} key")
+        except DecryptionError:
+            return _seal(
+                self._master_key, self._unwrap_tenant_key(tenant_id, wrapped), TENANT_KEY_AAD_PREFIX + tenant_id.bytes
+            )
+        return None
 
     def provision_tenant_key(self, tenant_id: uuid.UUID) -> TenantKeyRef:
         tenant_key = AESGCM.generate_key(bit_length=256)
@@ -131,26 +206,75 @@ class LocalKeyProvider:
 
     def _tenant_key(self, tenant: TenantKeyRef) -> bytes:
         if tenant.wrapped_key is None:
-            raise ValueError(f"tenant {tenant.tenant_id} has no locally wrapped key (made by another provider?)")
-        return _open(
-            self._master_key,
-            tenant.wrapped_key,
-            TENANT_KEY_AAD_PREFIX + tenant.tenant_id.bytes,
-            f"tenant {tenant.tenant_id} key",
-        )
+            raise TenantKeyMissing(
+                f"tenant {tenant.tenant_id} has no locally wrapped key (another provider, or destroyed)"
+            )
+        return self._unwrap_tenant_key(tenant.tenant_id, tenant.wrapped_key)
 
     def generate_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> DataKey:
         data_key = AESGCM.generate_key(bit_length=256)
         wrapped = _seal(self._tenant_key(tenant), data_key, _data_key_aad(tenant.tenant_id, document_id))
         return DataKey(plaintext=data_key, wrapped=wrapped)
 
-    def unwrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
+    def _open_data_key(self, tenant_key: bytes, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
         return _open(
-            self._tenant_key(tenant),
+            tenant_key,
             wrapped,
             _data_key_aad(tenant.tenant_id, document_id),
             f"data key of document {document_id} (tenant {tenant.tenant_id})",
         )
+
+    def unwrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
+        try:
+            return self._open_data_key(self._tenant_key(tenant), tenant, document_id, wrapped)
+        except DecryptionError:
+            if tenant.previous_wrapped_key is None:
+                raise
+        previous = self._unwrap_tenant_key(tenant.tenant_id, tenant.previous_wrapped_key)
+        return self._open_data_key(previous, tenant, document_id, wrapped)
+
+    def rewrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes | None:
+        current = self._tenant_key(tenant)
+        try:
+            self._open_data_key(current, tenant, document_id, wrapped)
+        except DecryptionError:
+            data_key = self.unwrap_data_key(tenant, document_id, wrapped)
+            return _seal(current, data_key, _data_key_aad(tenant.tenant_id, document_id))
+        return None
+
+    def rotate_tenant_key(self, tenant: TenantKeyRef) -> TenantKeyRef:
+        self._tenant_key(tenant)  # the current key must be usable before it is retired
+        fresh = self.provision_tenant_key(tenant.tenant_id)
+        return TenantKeyRef(
+            tenant_id=tenant.tenant_id,
+            kms_key_id=None,
+            wrapped_key=fresh.wrapped_key,
+            previous_wrapped_key=tenant.wrapped_key,
+        )
+
+    def retire_previous_key(self, tenant: TenantKeyRef) -> None:
+        """Nothing to do here: the previous wrapped key lives only in the tenants row, which the caller clears."""
+
+    def destroy_tenant_key(self, tenant: TenantKeyRef) -> list[str]:
+        return [key_fingerprint(key) for key in (tenant.wrapped_key, tenant.previous_wrapped_key) if key is not None]
+
+    @staticmethod
+    def _secret_aad(tenant_id: uuid.UUID, purpose: str) -> bytes:
+        return SECRET_AAD_PREFIX + purpose.encode() + b"/" + tenant_id.bytes
+
+    def wrap_secret(self, tenant: TenantKeyRef, secret: bytes, purpose: str) -> bytes:
+        """A 32-byte tenant secret sealed under the tenant key, bound to the tenant and `purpose` (the AAD)."""
+        return _seal(self._tenant_key(tenant), secret, self._secret_aad(tenant.tenant_id, purpose))
+
+    def unwrap_secret(self, tenant: TenantKeyRef, wrapped: bytes, purpose: str) -> bytes:
+        """A secret from `wrap_secret`, under the tenant's current key or else its previous one."""
+        aad, what = self._secret_aad(tenant.tenant_id, purpose), f"{purpose} secret of tenant {tenant.tenant_id}"
+        try:
+            return _open(self._tenant_key(tenant), wrapped, aad, what)
+        except DecryptionError:
+            if tenant.previous_wrapped_key is None:
+                raise
+        return _open(self._unwrap_tenant_key(tenant.tenant_id, tenant.previous_wrapped_key), wrapped, aad, what)
 
 
 def kms_alias(tenant_id: uuid.UUID) -> str:
@@ -177,6 +301,17 @@ def encryption_context(tenant_id: uuid.UUID, document_id: uuid.UUID) -> dict[str
     return {"tenant_id": str(tenant_id), "document_id": str(document_id)}
 
 
+def _under_another_key(error: Exception) -> bool:
+    """Whether a failed Decrypt may mean "encrypted under another key" (worth trying the previous key).
+
+    AWS answers `IncorrectKeyException` (a `DecryptionError` here); moto and some KMS-compatible servers answer
+    `AccessDeniedException`.
+    """
+    if isinstance(error, DecryptionError):
+        return True
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") == "AccessDeniedException"
+
+
 class KmsKeyProvider:
     """One AWS KMS key per tenant; data keys from `GenerateDataKey` bound by encryption context."""
 
@@ -185,27 +320,36 @@ class KmsKeyProvider:
     def __init__(self, client: KMSClient) -> None:
         self._client = client
 
-    def provision_tenant_key(self, tenant_id: uuid.UUID) -> TenantKeyRef:
+    def _create_key(self, tenant_id: uuid.UUID, name: Callable[[str], object]) -> str:
+        """A new tenant key with automatic yearly rotation, named by `name(key_id)`; its ARN."""
         created = self._client.create_key(
             Description=f"PHIVault tenant {tenant_id}",
             KeyUsage="ENCRYPT_DECRYPT",
             Tags=[{"TagKey": KMS_TENANT_TAG, "TagValue": str(tenant_id)}],
         )
         metadata = created["KeyMetadata"]
-        key_arn = metadata.get("Arn") or metadata["KeyId"]
         try:
-            self._client.create_alias(AliasName=kms_alias(tenant_id), TargetKeyId=metadata["KeyId"])
+            self._client.enable_key_rotation(KeyId=metadata["KeyId"])
+            name(metadata["KeyId"])
         except Exception:
             # Do not leave an orphaned, unnamed key behind; KMS keeps it recoverable for the pending window.
             with contextlib.suppress(ClientError):
-                self._client.schedule_key_deletion(KeyId=metadata["KeyId"], PendingWindowInDays=7)
+                self._client.schedule_key_deletion(
+                    KeyId=metadata["KeyId"], PendingWindowInDays=KMS_MIN_PENDING_WINDOW_DAYS
+                )
             raise
+        return metadata.get("Arn") or metadata["KeyId"]
+
+    def provision_tenant_key(self, tenant_id: uuid.UUID) -> TenantKeyRef:
+        key_arn = self._create_key(
+            tenant_id, lambda key_id: self._client.create_alias(AliasName=kms_alias(tenant_id), TargetKeyId=key_id)
+        )
         return TenantKeyRef(tenant_id=tenant_id, kms_key_id=key_arn, wrapped_key=None)
 
     @staticmethod
     def _key_id(tenant: TenantKeyRef) -> str:
         if not tenant.kms_key_id:
-            raise ValueError(f"tenant {tenant.tenant_id} has no KMS key (provisioned with another provider?)")
+            raise TenantKeyMissing(f"tenant {tenant.tenant_id} has no KMS key (another provider, or destroyed)")
         return tenant.kms_key_id
 
     def generate_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> DataKey:
@@ -221,7 +365,84 @@ class KmsKeyProvider:
         return DataKey(plaintext=plaintext, wrapped=response["CiphertextBlob"])
 
     def unwrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
-        key_id = self._key_id(tenant)
+        try:
+            return self._decrypt(self._key_id(tenant), tenant, document_id, wrapped)
+        except (DecryptionError, ClientError) as error:
+            if tenant.previous_kms_key_id is None or not _under_another_key(error):
+                raise
+        return self._decrypt(tenant.previous_kms_key_id, tenant, document_id, wrapped)
+
+    def rewrap_data_key(self, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes | None:
+        current = self._key_id(tenant)
+        try:
+            self._decrypt(current, tenant, document_id, wrapped)
+        except (DecryptionError, ClientError) as error:
+            if tenant.previous_kms_key_id is None or not _under_another_key(error):
+                raise
+        else:
+            return None
+        return self._re_encrypt(tenant.previous_kms_key_id, current, tenant, document_id, wrapped)
+
+    def _re_encrypt(
+        self, source: str, destination: str, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes
+    ) -> bytes:
+        """`ReEncrypt` inside KMS: the data key never leaves it in plaintext."""
+        context = encryption_context(tenant.tenant_id, document_id)
+        what = f"data key of document {document_id} (tenant {tenant.tenant_id})"
+        try:
+            response = self._client.re_encrypt(
+                CiphertextBlob=wrapped,
+                SourceKeyId=source,
+                SourceEncryptionContext=context,
+                DestinationKeyId=destination,
+                DestinationEncryptionContext=context,
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _KMS_DECRYPTION_ERRORS:
+                raise DecryptionError(f"{what}: KMS refused the ciphertext ({code})") from None
+            raise
+        if not kms_key_matches(destination, response.get("KeyId", "")):
+            raise DecryptionError(f"{what}: not re-encrypted under the tenant's current KMS key")
+        return response["CiphertextBlob"]
+
+    def rotate_tenant_key(self, tenant: TenantKeyRef) -> TenantKeyRef:
+        current = self._key_id(tenant)
+        key_arn = self._create_key(
+            tenant.tenant_id,
+            lambda key_id: self._client.update_alias(AliasName=kms_alias(tenant.tenant_id), TargetKeyId=key_id),
+        )
+        return TenantKeyRef(
+            tenant_id=tenant.tenant_id, kms_key_id=key_arn, wrapped_key=None, previous_kms_key_id=current
+        )
+
+    def retire_key(self, key_id: str, pending_days: int = KMS_MIN_PENDING_WINDOW_DAYS) -> None:
+        """Schedule deletion of a key no longer used (a rotated-away key, a destroyed tenant's key); idempotent."""
+        # ScheduleKeyDeletion acts in the caller's account only, where the bare key id names the same key as its ARN.
+        bare = key_id.rsplit(":key/", 1)[-1]
+        try:
+            self._client.schedule_key_deletion(KeyId=bare, PendingWindowInDays=pending_days)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code not in ("KMSInvalidStateException", "NotFoundException"):  # already pending deletion, or gone
+                raise
+
+    def retire_previous_key(self, tenant: TenantKeyRef) -> None:
+        if tenant.previous_kms_key_id:
+            self.retire_key(tenant.previous_kms_key_id, KMS_MAX_PENDING_WINDOW_DAYS)
+
+    def destroy_tenant_key(self, tenant: TenantKeyRef) -> list[str]:
+        keys = [key for key in (tenant.kms_key_id, tenant.previous_kms_key_id) if key]
+        for key in keys:
+            self.retire_key(key)
+        try:
+            self._client.delete_alias(AliasName=kms_alias(tenant.tenant_id))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code", "") != "NotFoundException":
+                raise
+        return keys
+
+    def _decrypt(self, key_id: str, tenant: TenantKeyRef, document_id: uuid.UUID, wrapped: bytes) -> bytes:
         what = f"data key of document {document_id} (tenant {tenant.tenant_id})"
         try:
             response = self._client.decrypt(
@@ -244,8 +465,37 @@ class KmsKeyProvider:
             raise DecryptionError(f"{what}: unwrapped key has {len(plaintext)} bytes, expected {KEY_BYTES}")
         return plaintext
 
+    def wrap_secret(self, tenant: TenantKeyRef, secret: bytes, purpose: str) -> bytes:
+        """A 32-byte tenant secret encrypted (`Encrypt`) under the tenant's key, context `{"tenant_id", "purpose"}`."""
+        context = {"tenant_id": str(tenant.tenant_id), "purpose": purpose}
+        return self._client.encrypt(KeyId=self._key_id(tenant), Plaintext=secret, EncryptionContext=context)[
+            "CiphertextBlob"
+        ]
 
-def decode_master_key(value: str) -> bytes:
+    def unwrap_secret(self, tenant: TenantKeyRef, wrapped: bytes, purpose: str) -> bytes:
+        """A secret from `wrap_secret`, under the tenant's current key or else its previous one."""
+        keys = [key for key in (self._key_id(tenant), tenant.previous_kms_key_id) if key]
+        context = {"tenant_id": str(tenant.tenant_id), "purpose": purpose}
+        what = f"{purpose} secret of tenant {tenant.tenant_id}"
+        for key_id in keys:
+            try:
+                response = self._client.decrypt(
+                    CiphertextBlob=wrapped,
+                    KeyId=key_id,
+                    EncryptionContext=context,
+                    EncryptionAlgorithm="SYMMETRIC_DEFAULT",
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code", "") not in _KMS_DECRYPTION_ERRORS:
+                    raise
+                continue
+            if not kms_key_matches(key_id, response.get("KeyId", "")) or len(response["Plaintext"]) != KEY_BYTES:
+                raise DecryptionError(f"{what}: not a secret of the tenant's KMS key")
+            return response["Plaintext"]
+        raise DecryptionError(f"{what}: KMS refused the ciphertext under the tenant's keys")
+
+
+def decode_master_key(value: str, name: str = "PHIVAULT_MASTER_KEY") -> bytes:
     """Decode a base64 (standard or URL-safe, padding optional) master key of exactly 32 bytes."""
     text = "".join(value.split())
     text = text.replace("-", "+").replace("_", "/")
@@ -253,9 +503,9 @@ def decode_master_key(value: str) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("PHIVAULT_MASTER_KEY must be base64 (standard or URL-safe) of 32 random bytes") from None
+        raise ValueError(f"{name} must be base64 (standard or URL-safe) of 32 random bytes") from None
     if len(raw) != KEY_BYTES:
-        raise ValueError(f"PHIVAULT_MASTER_KEY must decode to exactly {KEY_BYTES} bytes, got {len(raw)}")
+        raise ValueError(f"{name} must decode to exactly {KEY_BYTES} bytes, got {len(raw)}")
     return raw
 
 
@@ -301,7 +551,14 @@ def kms_client(settings: Settings) -> KMSClient:
     return boto3.client("kms", region_name=settings.aws_region)
 
 
+def load_old_master_key(settings: Settings) -> bytes | None:
+    """`PHIVAULT_OLD_MASTER_KEY`, the fallback for unwrapping while the master key is rotated; None when unset."""
+    if settings.old_master_key is None:
+        return None
+    return decode_master_key(settings.old_master_key.get_secret_value(), "PHIVAULT_OLD_MASTER_KEY")
+
+
 def key_provider_from_settings(settings: Settings) -> KeyProvider:
     if settings.key_provider == "aws-kms":
         return KmsKeyProvider(kms_client(settings))
-    return LocalKeyProvider(load_master_key(settings))
+    return LocalKeyProvider(load_master_key(settings), load_old_master_key(settings))

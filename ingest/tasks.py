@@ -44,6 +44,7 @@ from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import is_transient
 from ingest.processing import process_document as process
 from ingest.queue import PROCESS_DOCUMENT_TASK, TaskQueue, waiting_documents
+from tenants import tasks as tenant_tasks  # registers the tenant lifecycle's tasks on the worker and beat
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def configured_app(redis_url: str, settings: Settings) -> Celery:
     app.conf.beat_schedule = {
         "reconcile-stale-documents": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_seconds},
         "purge-deleted-documents": {"task": PURGE_TASK, "schedule": settings.purge_interval_seconds},
+        **tenant_tasks.beat_schedule(settings),
     }
     return app
 

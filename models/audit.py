@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, FetchedValue, ForeignKey, Index, Text, insert, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    FetchedValue,
+    ForeignKey,
+    Index,
+    Text,
+    insert,
+    literal_column,
+    text,
+)
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,6 +48,13 @@ class AuditLog(Base):
         Index("ix_audit_logs_tenant_id_action_created_at", "tenant_id", "action", "created_at"),
         Index("ix_audit_logs_tenant_id_resource_id", "tenant_id", "resource_id"),
         Index("ix_audit_logs_tenant_id_id", "tenant_id", "id"),
+        Index(  # "which searches returned this document" (the disclosures report; migration 0009)
+            "ix_audit_logs_search_document_ids",
+            literal_column("(metadata -> 'document_ids')").label("document_ids"),
+            postgresql_using="gin",
+            postgresql_ops={"document_ids": "jsonb_path_ops"},
+            postgresql_where=text("action = 'search.query'"),
+        ),
     )
 
     # Assigned by the chain trigger from `audit_logs_id_seq` while it holds the tenant's chain
@@ -97,6 +115,8 @@ class Actor:
     request_id: str | None = None
     ip_address: str | None = None
     user_agent: str | None = None
+    break_glass: dict[str, str] | None = None
+    """Set while the actor acts under a break-glass grant: `{"grant_id", "reason"}`, on every event it writes."""
 
     def event(
         self,
@@ -119,7 +139,7 @@ class Actor:
             ip_address=self.ip_address,
             user_agent=self.user_agent,
             request_id=self.request_id,
-            metadata=metadata or {},
+            metadata={**(metadata or {}), "break_glass": self.break_glass} if self.break_glass else metadata or {},
         )
 
 

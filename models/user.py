@@ -10,7 +10,10 @@ from models.base import Base, created_at_column, deleted_at_column, tenant_fk, u
 
 
 class User(Base):
-    """A person or service known by its JWT `sub` within one tenant, provisioned on first sight."""
+    """A person or service known by its JWT `sub` within one tenant, provisioned on first sight.
+
+    `role` is the authority: a request acts on the lesser of it and the token's role, and it changes only
+    through `PATCH /v1/users/{id}`. A user with `deactivated_at` set is refused on every request."""
 
     __tablename__ = "users"
     __table_args__ = (
@@ -38,6 +41,7 @@ class User(Base):
     full_name: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text, nullable=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
     deleted_at: Mapped[datetime | None] = deleted_at_column()

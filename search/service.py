@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import SYSTEM_TENANT_ID, Database
 from core.settings import Settings
-from embeddings.base import Embedder
-from models.audit import ActingSession, TransactionFactory
+from embeddings.base import Embedder, QueryEmbedder
+from models.audit import ActingSession, Actor, TransactionFactory, write_audit_event
 from search.metrics import SearchMetrics
-from search.repository import Plan, Scope, choose_plan, configure_hnsw, tenant_chunk_count, text_search, vector_search
-from search.schemas import SearchRequest, SearchResponse, SearchResult
+from search.repository import RERANK_MARGIN, Plan, Scope, configure_hnsw, plan_for_tenant, text_search, vector_search
+from search.schemas import QueryEmbedding, SearchRequest, SearchResponse, SearchResult
+from tenants.query_keys import QueryKeys
 
 RRF_K = 60
 HYBRID_CANDIDATES = 4  # each retriever contributes this many times k candidates (at least 40)
@@ -44,34 +45,44 @@ async def run_vector_query(
 
     The plan comes from the tenant's chunk counter and `search_exact_max_rows` unless
     given (tests and benchmarks force one). The HNSW plan searches with
-    `ef_search = max(search_ef_search, k)`: the index never returns more rows per scan
-    round than ef_search, so a smaller value could not fill k.
+    `ef_search = max(search_ef_search, k + RERANK_MARGIN)`: the index never returns more rows
+    per scan round than ef_search, so a smaller value could not fill the candidates.
     """
+    ef_search = max(settings.search_ef_search, k + RERANK_MARGIN)
     if plan is None:
-        plan = choose_plan(await tenant_chunk_count(session, scope.tenant_id), settings.search_exact_max_rows)
-    if plan == "hnsw":
-        await configure_hnsw(session, max(settings.search_ef_search, k), settings.search_max_scan_tuples)
+        plan = await plan_for_tenant(
+            session,
+            scope.tenant_id,
+            exact_max_rows=settings.search_exact_max_rows,
+            ef_search=ef_search,
+            max_scan_tuples=settings.search_max_scan_tuples,
+        )
+    elif plan == "hnsw":
+        await configure_hnsw(session, ef_search, settings.search_max_scan_tuples)
     return plan, await vector_search(session, scope, query_vector, k, plan)
 
 
 async def search(
     transaction: TransactionFactory,
-    embedder: Embedder,
+    embedder: QueryEmbedder,
     request: SearchRequest,
     settings: Settings,
     *,
+    query_keys: QueryKeys,
     metrics: SearchMetrics | None = None,
 ) -> SearchResponse:
     """Embed the query, then retrieve and audit in one short transaction.
 
     The query is embedded before the transaction opens, so no connection (and no lock) is held
     while the model works; the audit row, which takes the tenant's chain lock until commit, is the
-    transaction's last statement."""
+    transaction's last statement. The query's HMAC for the audit is computed in memory from the tenant row
+    the transaction already read (`tenants.query_keys`)."""
     started = time.perf_counter()
     query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
     async with transaction() as tx:
-        plan, hits = await _retrieve(tx, embedder.model_id, request, query_vector, settings)
-        await _audit(tx, request, plan, hits)
+        query_hmac = await query_keys.digest(tx.tenant, request.query)
+        plan, hits = await _retrieve(tx, embedder, request, query_vector, settings)
+        await _audit(tx, request, plan, hits, query_hmac)
     took = time.perf_counter() - started
     if metrics is not None:
         metrics.observe(plan, request.mode, took)
@@ -79,10 +90,16 @@ async def search(
 
 
 async def _retrieve(
-    tx: ActingSession, model_id: str, request: SearchRequest, query_vector: list[float], settings: Settings
+    tx: ActingSession, embedder: QueryEmbedder, request: SearchRequest, query_vector: list[float], settings: Settings
 ) -> tuple[Plan, list[SearchResult]]:
     session = tx.session
-    scope = Scope(tenant_id=tx.tenant.id, model_id=model_id, document_ids=request.document_ids, filters=request.filters)
+    scope = Scope(
+        tenant_id=tx.tenant.id,
+        model_id=embedder.model_id,
+        dims=embedder.native_dim,
+        document_ids=request.document_ids,
+        filters=request.filters,
+    )
     if request.mode == "hybrid":
         candidates = max(request.k * HYBRID_CANDIDATES, 40)
         lexical = await text_search(session, scope, request.query, query_vector, candidates)
@@ -95,12 +112,14 @@ async def _retrieve(
     return plan, hits
 
 
-async def _audit(tx: ActingSession, request: SearchRequest, plan: Plan, hits: list[SearchResult]) -> None:
+async def _audit(
+    tx: ActingSession, request: SearchRequest, plan: Plan, hits: list[SearchResult], query_hmac: str
+) -> None:
     await tx.audit(
         "search.query",
         resource_type="search",
         metadata={
-            "query_sha256": hashlib.sha256(request.query.encode()).hexdigest(),
+            "query_hmac": query_hmac,
             "k": request.k,
             "mode": request.mode,
             "plan": plan,
@@ -109,3 +128,22 @@ async def _audit(tx: ActingSession, request: SearchRequest, plan: Plan, hits: li
             "chunk_ids": [str(hit.chunk_id) for hit in hits],
         },
     )
+
+
+async def embed_query(db: Database, embedder: Embedder, query: str, actor: Actor) -> QueryEmbedding:
+    """One query's vector, for a caller that searches on its own (`phivault search`) without loading the model.
+
+    The model works before the transaction opens; the text concerns no one tenant and is never recorded:
+    `embedding.computed` (model and dimension only) is written under the system tenant."""
+    vector = await asyncio.to_thread(embedder.embed_query, query)
+    async with db.tenant_session(SYSTEM_TENANT_ID) as session:
+        await write_audit_event(
+            session,
+            actor.event(
+                SYSTEM_TENANT_ID,
+                "embedding.computed",
+                resource_type="embedding",
+                metadata={"model": embedder.model_id, "dims": embedder.native_dim},
+            ),
+        )
+    return QueryEmbedding(model=embedder.model_id, dims=embedder.native_dim, vector=vector)

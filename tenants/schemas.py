@@ -19,6 +19,8 @@ TENANT_EXAMPLE: dict[str, JsonValue] = {
     "status": "active",
     "kms_key_id": None,
     "created_at": "2026-11-24T09:30:00Z",
+    "purge_after": None,
+    "purged_at": None,
 }
 
 
@@ -47,6 +49,14 @@ class TenantOut(BaseModel):
     status: TenantStatus
     kms_key_id: str | None = Field(description="The tenant's AWS KMS key, with `PHIVAULT_KEY_PROVIDER=aws-kms`.")
     created_at: datetime
+    purge_after: datetime | None = Field(
+        default=None,
+        description="Offboarding: when the tenant's key and data will be destroyed (`DELETE /v1/tenants/{id}`); "
+        "null when none is scheduled.",
+    )
+    purged_at: datetime | None = Field(
+        default=None, description="When the tenant's key and data were destroyed; null while they exist."
+    )
 
 
 class TenantPage(BaseModel):
@@ -56,3 +66,25 @@ class TenantPage(BaseModel):
 
     items: list[TenantOut]
     next_cursor: str | None
+
+
+class PurgeReceipt(BaseModel):
+    """What an offboarding destroyed: the metadata of the tenant's `tenant.purged` audit event."""
+
+    tenant_id: uuid.UUID
+    purged_at: datetime
+    key_provider: str
+    destroyed_key_ids: list[str] = Field(description="KMS key ARNs, or `sha256:` fingerprints of wrapped keys.")
+    documents: int
+    chunks: int
+    objects: int
+
+
+class KeyRotationStatus(BaseModel):
+    """A tenant key rotation's progress: objects moved to the new key so far, of the tenant's objects."""
+
+    tenant_id: uuid.UUID
+    in_progress: bool
+    started_at: datetime | None
+    migrated: int
+    total: int

@@ -118,6 +118,11 @@ async def owner_scalar(owner_engine: AsyncEngine, sql: str, **params: object) ->
         return await conn.scalar(text(sql), params)
 
 
+async def owner_rows(owner_engine: AsyncEngine, sql: str, **params: object) -> list[tuple[object, ...]]:
+    async with owner_engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(text(sql), params)]
+
+
 def run_in_fresh_loop(coro_factory: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine on its own event loop in a worker thread (for sync tests such as hypothesis)."""
 

@@ -154,8 +154,12 @@ class Tokens:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def headers(self, role: Role, tenant_id: uuid.UUID | None = None, sub: str | None = None) -> dict[str, str]:
-        token = mint_token(self.settings, subject=sub or f"{role}-user", role=role, tenant_id=tenant_id)
+    def headers(
+        self, role: Role, tenant_id: uuid.UUID | None = None, sub: str | None = None, *, with_jti: bool = True
+    ) -> dict[str, str]:
+        token = mint_token(
+            self.settings, subject=sub or f"{role}-user", role=role, tenant_id=tenant_id, with_jti=with_jti
+        )
         return {"Authorization": f"Bearer {token}"}
 
     def platform(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ import pytest
 from tests.waiting import patience
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("cli", "api", "ingest", "search", "audit", "tenants", "embeddings", "models", "core")
+PACKAGES = ("cli", "api", "ingest", "search", "audit", "users", "tenants", "embeddings", "models", "core")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

@@ -1,12 +1,14 @@
-"""The audit trail for tenant administrators: read, export and verify (the rules are in `audit.service`)."""
+"""The audit trail for tenant administrators: read, export, verify and the disclosures report (the rules are in
+`audit.service`)."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.context import TenantScope, tenant_scope
 from api.errors import APIError
@@ -15,12 +17,19 @@ from audit import service
 from audit.schemas import (
     AUDIT_EVENT_EXAMPLE,
     EXPORT_FIELDS,
+    REPORT_EXAMPLE,
+    REPORT_FIELDS,
+    REPORT_MAX_ENTRIES,
     AuditFilters,
     AuditPage,
     ChainVerification,
+    DisclosureReport,
     ExportFormat,
+    ReportFormat,
+    ReportQuery,
     VerificationIncomplete,
     csv_line,
+    report_csv_lines,
 )
 from core.validation import PG_TEXT, PgDateTime
 
@@ -43,6 +52,28 @@ def _filters(
 
 
 Filters = Annotated[AuditFilters, Depends(_filters)]
+
+
+def _report_query(
+    resource_id: Annotated[str | None, Query(max_length=255), PG_TEXT] = None,
+    actor_id: Annotated[str | None, Query(max_length=255), PG_TEXT] = None,
+    since: PgDateTime | None = None,
+    until: PgDateTime | None = None,
+    report_format: Annotated[ReportFormat, Query(alias="format")] = "json",
+) -> ReportQuery:
+    """The subject, the window and the format, all validated before any of them is judged (a bad `format` is a
+    422 naming it, whatever the subject)."""
+    return ReportQuery.parse(
+        resource_id=resource_id,
+        actor_id=actor_id,
+        since=since,
+        until=until,
+        now=datetime.now(UTC),
+        report_format=report_format,
+    )
+
+
+ReportSubjectQuery = Annotated[ReportQuery, Depends(_report_query)]
 
 
 @router.get(
@@ -127,3 +158,38 @@ async def verify_audit_logs(scope: Admins) -> ChainVerification:
             headers={"Retry-After": str(VERIFY_RETRY_AFTER_SECONDS)},
         )
     return ChainVerification(valid=report.valid, checked=report.checked, first_broken_id=report.first_broken_id)
+
+
+@router.get(
+    "/report",
+    response_model=DisclosureReport,
+    responses={
+        200: {
+            "content": {
+                "application/json": {"example": REPORT_EXAMPLE},
+                "text/csv": {"example": csv_line(REPORT_FIELDS)},
+            },
+            "description": "the accesses, oldest first",
+        },
+        **error_responses(401, 403, 422, 503),
+    },
+    openapi_extra=BEARER,
+    summary="Account for disclosures (45 CFR 164.528)",
+    description=(
+        "Who accessed a document (`resource_id`: every event about it, and every search whose results included "
+        "its chunks) or what a person accessed (`actor_id`: every event by them, with the documents each search "
+        "returned); exactly one of the two. The window is `since`..`until`, by default the six years before now, "
+        "and at most six years long. Entries come oldest first, at most "
+        f"{REPORT_MAX_ENTRIES}; `truncated` is true when more matched (narrow the window). `format=csv` gives the "
+        "entries as CSV with a header row (a search's documents separated by spaces; formula-looking cells "
+        "prefixed with `'`) and the flag in `X-Report-Truncated`. Another tenant's ids match nothing. Role: "
+        "`admin`. Audited as `audit.report`."
+    ),
+)
+async def disclosures_report(scope: Admins, query: ReportSubjectQuery) -> Response:
+    async with scope.transaction() as tx:
+        report = await service.disclosure_report(tx, query)
+    if query.format == "json":
+        return JSONResponse(report.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "X-Report-Truncated": str(report.truncated).lower()}
+    return Response("".join(report_csv_lines(report)), media_type="text/csv", headers=headers)

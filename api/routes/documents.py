@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -10,13 +12,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.context import TenantScope, tenant_scope
+from api.context import TenantScope, route_of, tenant_scope
 from api.errors import APIError
 from api.openapi import BEARER, error_responses, link
 from api.rate_limits import rate_limited
+from audit.service import record_denial
+from core.errors import InvalidInput
 from core.validation import PG_TEXT
 from ingest import service
+from ingest.detect import RejectedUpload
 from ingest.schemas import DocumentOut, DocumentPage, DocumentStatus, UploadOut, parse_metadata
 from ingest.service import UploadOutcome
 
@@ -24,7 +30,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 Readers = Annotated[TenantScope, Depends(tenant_scope("admin", "member", "viewer"))]
 Writers = Annotated[TenantScope, Depends(tenant_scope("admin", "member"))]
-Uploaders = Annotated[TenantScope, Depends(rate_limited("upload", tenant_scope("admin", "member")))]
+Uploaders = Annotated[TenantScope, Depends(rate_limited("upload", tenant_scope("admin", "member", before_body=True)))]
 
 UPLOAD_BODY = {
     "requestBody": {
@@ -91,6 +97,37 @@ def _file_field(form: FormData) -> UploadFile:
     return file
 
 
+def _rejection_reason(error: Exception) -> str | None:
+    """The code of an upload refused for its size, type, content, metadata or form (the error body's code);
+    None for other refusals (a suspended tenant, a missing token), which are audited where they happen."""
+    if isinstance(error, RejectedUpload | InvalidInput) or (isinstance(error, APIError) and error.status_code == 422):
+        return error.code
+    if isinstance(error, StarletteHTTPException) and error.status_code == 400:
+        return "bad_request"  # a malformed multipart body
+    return None
+
+
+@asynccontextmanager
+async def _rejections_audited(request: Request, scope: TenantScope) -> AsyncIterator[None]:
+    """A refused upload leaves one `document.rejected` (outcome `denied`, `metadata.reason` = the code) by the
+    caller, in a transaction of its own; never the filename or the content."""
+    try:
+        yield
+    except Exception as error:
+        reason = _rejection_reason(error)
+        if reason is not None:
+            await record_denial(
+                scope.state.database,
+                scope.actor,
+                scope.tenant_id,
+                "document.rejected",
+                reason,
+                route=route_of(request),
+                resource_type="document",
+            )
+        raise
+
+
 def _uploaded(outcome: UploadOutcome) -> JSONResponse:
     """202 with the new document, or 200 with the one that already holds the same content."""
     body = UploadOut.model_validate(outcome.document).model_copy(update={"duplicate": outcome.duplicate})
@@ -123,12 +160,13 @@ def _uploaded(outcome: UploadOutcome) -> JSONResponse:
         "CSV, JSON), never from the name. The answer is 202 with the document `queued`: poll `GET "
         "/v1/documents/{id}` until its `status` is `ready` or `failed`. The same content uploaded again answers "
         "200 with the existing document and `duplicate: true`. Roles: `admin`, `member`; rate-limited per user "
-        "and per tenant. Audited as `document.uploaded` (or `document.duplicate`)."
+        "and per tenant. Audited as `document.uploaded` (or `document.duplicate`); a refusal for size, type, content, "
+        "metadata or form as `document.rejected` with the error's code."
     ),
 )
 async def upload_document(request: Request, scope: Uploaders) -> Response:
     """The body is read only after the token and role are checked (hence no File/Form parameters)."""
-    async with request.form(max_files=1, max_fields=1) as form:
+    async with _rejections_audited(request, scope), request.form(max_files=1, max_fields=1) as form:
         file = _file_field(form)
         metadata = parse_metadata(form.get("metadata"))
         state = scope.state

@@ -28,9 +28,12 @@ Searchers = Annotated[TenantScope, Depends(rate_limited("search", tenant_scope("
         "matching its words (`mode=hybrid`), best first. Narrow them with `document_ids`, `filters` (equality "
         "on upload metadata keys) and `min_score`. Each result names its document, page and chunk. Roles: "
         "`admin`, `member`, `viewer`; rate-limited per user and per tenant (429 with `Retry-After`). Audited as "
-        "`search.query` with a hash of the query, never its text."
+        "`search.query` with an HMAC of the query under a key of the tenant's (`query_hmac`), never its text."
     ),
 )
 async def search_documents(scope: Searchers, body: SearchRequest) -> SearchResponse:
     embedder = await scope.state.embedder  # loaded and warmed once, at start-up
-    return await search(scope.transaction, embedder, body, scope.state.settings, metrics=scope.state.metrics.search)
+    state = scope.state
+    return await search(
+        scope.transaction, embedder, body, state.settings, query_keys=state.query_keys, metrics=state.metrics.search
+    )

@@ -33,6 +33,7 @@ from core.storage.objects import (
     StorageEncryptionError,
     StoredObject,
     object_key,
+    tenant_prefix,
 )
 from core.storage.s3 import S3_ENVELOPE_PARTS_IN_MEMORY, S3_MULTIPART_CHUNK_SIZE, S3EnvelopeStore, S3Store, s3_client
 
@@ -59,6 +60,7 @@ __all__ = [
     "object_store_from_settings",
     "open_envelope",
     "s3_client",
+    "tenant_prefix",
 ]
 
 

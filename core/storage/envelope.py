@@ -22,6 +22,8 @@ The reader derives *i* from the position and the final flag from "nothing follow
 copied under another tenant's or document's key, segments reordered, dropped, duplicated or appended, or a
 truncated object all fail authentication with `DecryptionError`.
 
+A key rotation re-wraps only the header's data key (`rewrapped_header`): the segments stay as they are.
+
 Decryption is streamed: a tampered segment raises in the middle of `iter_plaintext`, after earlier segments were
 yielded. Consumers that must not act on partial data (the API streaming a download) treat an exception during
 iteration as a failed read.
@@ -69,15 +71,46 @@ def _segment_aad(tenant_id: uuid.UUID, document_id: uuid.UUID, index: int, final
     return tenant_id.bytes + document_id.bytes + _SEGMENT_INDEX.pack(index) + (b"\x01" if final else b"\x00")
 
 
+def _header(wrapped: bytes) -> bytes:
+    if len(wrapped) > 0xFFFF:
+        raise ValueError("wrapped data key too long for the envelope header")
+    return MAGIC + _WRAPPED_LEN.pack(len(wrapped)) + wrapped
+
+
+def read_wrapped_key(source: ByteSource, document_id: uuid.UUID) -> bytes:
+    """Read the header from `source` (left just past it) and return the wrapped data key in it."""
+    header = _read_full(source, len(MAGIC) + _WRAPPED_LEN.size)
+    if len(header) != len(MAGIC) + _WRAPPED_LEN.size or header[: len(MAGIC)] != MAGIC:
+        raise DecryptionError(f"document {document_id}: not a PHIVault v1 object")
+    (wrapped_len,) = _WRAPPED_LEN.unpack(header[len(MAGIC) :])
+    wrapped = _read_full(source, wrapped_len)
+    if len(wrapped) != wrapped_len:
+        raise DecryptionError(f"document {document_id}: truncated header")
+    return wrapped
+
+
+def rewrapped_header(
+    source: ByteSource, keys: KeyProvider, tenant: TenantKeyRef, document_id: uuid.UUID
+) -> bytes | None:
+    """The header to replace the one in `source` with, its data key under the tenant's current key; None when it
+    is under the current key already. `source` is left just past the old header (the segments follow)."""
+    rewrapped = keys.rewrap_data_key(tenant, document_id, read_wrapped_key(source, document_id))
+    return None if rewrapped is None else _header(rewrapped)
+
+
+def copy_rest(source: ByteSource, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+    """What is left in `source`, in chunks (the segments after a header, copied unchanged)."""
+    while chunk := source.read(chunk_size):
+        yield chunk
+
+
 class EnvelopeSealer:
     """Encrypts one object into the envelope format under a fresh data key, generated when the sealer is made."""
 
     def __init__(self, keys: KeyProvider, tenant: TenantKeyRef, document_id: uuid.UUID) -> None:
         data_key = keys.generate_data_key(tenant, document_id)
-        if len(data_key.wrapped) > 0xFFFF:
-            raise ValueError("wrapped data key too long for the envelope header")
+        self._header = _header(data_key.wrapped)
         self._aead = AESGCM(data_key.plaintext)
-        self._header = MAGIC + _WRAPPED_LEN.pack(len(data_key.wrapped)) + data_key.wrapped
         self._tenant_id = tenant.tenant_id
         self._document_id = document_id
         self.plaintext_size = 0
@@ -116,14 +149,7 @@ def open_envelope(
     """
     try:
         check_chunk_size(chunk_size)
-        header = _read_full(source, len(MAGIC) + _WRAPPED_LEN.size)
-        if len(header) != len(MAGIC) + _WRAPPED_LEN.size or header[: len(MAGIC)] != MAGIC:
-            raise DecryptionError(f"document {document_id}: not a PHIVault v1 object")
-        (wrapped_len,) = _WRAPPED_LEN.unpack(header[len(MAGIC) :])
-        wrapped = _read_full(source, wrapped_len)
-        if len(wrapped) != wrapped_len:
-            raise DecryptionError(f"document {document_id}: truncated header")
-        data_key = keys.unwrap_data_key(tenant, document_id, wrapped)
+        data_key = keys.unwrap_data_key(tenant, document_id, read_wrapped_key(source, document_id))
     except BaseException:
         source.close()
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from core.keys import KeyProvider, TenantKeyRef, encryption_context, kms_key_matches
-from core.storage.envelope import SEGMENT_SIZE, EnvelopeSealer, open_envelope
+from core.storage.envelope import SEGMENT_SIZE, EnvelopeSealer, copy_rest, open_envelope, rewrapped_header
 from core.storage.objects import (
     DEFAULT_CHUNK_SIZE,
     MIB,
@@ -30,7 +31,9 @@ from core.storage.objects import (
     StorageEncryptionError,
     StoredObject,
     check_chunk_size,
+    document_id_of,
     object_key,
+    tenant_prefix,
 )
 
 if TYPE_CHECKING:
@@ -70,7 +73,7 @@ class _ChunkStream(io.RawIOBase):
 
 
 def _enable_bucket_key(params: dict[str, Any], **_: Any) -> None:
-    """Ask for an S3 Bucket Key on every SSE-KMS write (PutObject, CreateMultipartUpload).
+    """Ask for an S3 Bucket Key on every SSE-KMS write (PutObject, CreateMultipartUpload, CopyObject).
 
     `upload_fileobj` refuses `BucketKeyEnabled` in `ExtraArgs` (s3transfer's allow-list lacks it), so it is added
     to the request parameters here instead.
@@ -112,6 +115,17 @@ class _S3Objects:
             raise
         return True
 
+    def document_ids(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        found: list[uuid.UUID] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=tenant_prefix(tenant_id)
+        ):
+            for item in page.get("Contents", []):
+                document_id = document_id_of(item["Key"])
+                if document_id is not None:
+                    found.append(document_id)
+        return sorted(found)
+
 
 class S3Store(_S3Objects):
     """SSE-KMS objects in one bucket, each under its tenant's KMS key with context {tenant_id, document_id}.
@@ -128,7 +142,7 @@ class S3Store(_S3Objects):
         multipart_threshold: int = 8 * MIB,
     ) -> None:
         super().__init__(client, bucket, keys, multipart_threshold)
-        for operation in ("PutObject", "CreateMultipartUpload"):
+        for operation in ("PutObject", "CreateMultipartUpload", "CopyObject"):
             client.meta.events.register(
                 f"before-parameter-build.s3.{operation}",
                 _enable_bucket_key,
@@ -141,26 +155,32 @@ class S3Store(_S3Objects):
             raise ValueError(f"tenant {tenant.tenant_id} has no KMS key; S3 storage requires the aws-kms provider")
         return tenant.kms_key_id
 
-    def _check_encryption(self, tenant_key: str, key: str, response: Any) -> None:
-        if response.get("ServerSideEncryption") != "aws:kms" or not kms_key_matches(
-            tenant_key, str(response.get("SSEKMSKeyId", ""))
+    def _check_encryption(self, tenant_keys: list[str], key: str, response: Any) -> None:
+        """The object is SSE-KMS under one of `tenant_keys` (the current key; during a rotation, the previous too)."""
+        actual = str(response.get("SSEKMSKeyId", ""))
+        if response.get("ServerSideEncryption") != "aws:kms" or not any(
+            kms_key_matches(tenant_key, actual) for tenant_key in tenant_keys
         ):
             raise StorageEncryptionError(f"object {key} is not SSE-KMS encrypted with the tenant's key")
+
+    @staticmethod
+    def _sse_kms(tenant: TenantKeyRef, document_id: uuid.UUID, kms_key_id: str) -> dict[str, str]:
+        context = json.dumps(encryption_context(tenant.tenant_id, document_id), separators=(",", ":"))
+        return {
+            "ServerSideEncryption": "aws:kms",
+            "SSEKMSKeyId": kms_key_id,
+            "SSEKMSEncryptionContext": base64.b64encode(context.encode()).decode("ascii"),
+        }
 
     def put(self, tenant: TenantKeyRef, document_id: uuid.UUID, source: BinaryIO) -> StoredObject:
         kms_key_id = self._kms_key_id(tenant)
         key = object_key(tenant.tenant_id, document_id)
-        context = json.dumps(encryption_context(tenant.tenant_id, document_id), separators=(",", ":"))
         source.seek(0)
         self.client.upload_fileobj(
             source,
             self.bucket,
             key,
-            ExtraArgs={
-                "ServerSideEncryption": "aws:kms",
-                "SSEKMSKeyId": kms_key_id,
-                "SSEKMSEncryptionContext": base64.b64encode(context.encode()).decode("ascii"),
-            },
+            ExtraArgs=dict(self._sse_kms(tenant, document_id, kms_key_id)),
             Config=TransferConfig(
                 multipart_threshold=self.multipart_threshold,
                 multipart_chunksize=S3_MULTIPART_CHUNK_SIZE,
@@ -169,22 +189,54 @@ class S3Store(_S3Objects):
         # Some S3-compatible servers ignore SSE headers: never report success for an object not under the tenant key.
         head = self.client.head_object(Bucket=self.bucket, Key=key)
         try:
-            self._check_encryption(kms_key_id, key, head)
+            self._check_encryption([kms_key_id], key, head)
         except StorageEncryptionError:
             self.client.delete_object(Bucket=self.bucket, Key=key)
             raise
         return StoredObject(key=key, size_bytes=head["ContentLength"], kms_key_id=kms_key_id)
 
+    def _head(self, key: str) -> Any:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _client_error_code(error) in ("404", "NoSuchKey", "NotFound"):
+                raise ObjectNotFoundError(f"no object {key}") from None
+            raise
+
+    def rekey(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bool:
+        """Re-encrypt in place under the current KMS key (`CopyObject` onto itself; S3 decrypts and encrypts)."""
+        kms_key_id = self._kms_key_id(tenant)
+        key = object_key(tenant.tenant_id, document_id)
+        head = self._head(key)
+        self._check_encryption(self._readable_keys(tenant), key, head)
+        if kms_key_matches(kms_key_id, str(head.get("SSEKMSKeyId", ""))):
+            return False
+        sse = self._sse_kms(tenant, document_id, kms_key_id)
+        self.client.copy_object(
+            Bucket=self.bucket,
+            Key=key,
+            CopySource={"Bucket": self.bucket, "Key": key},
+            MetadataDirective="COPY",
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=sse["SSEKMSKeyId"],
+            SSEKMSEncryptionContext=sse["SSEKMSEncryptionContext"],
+        )
+        self._check_encryption([kms_key_id], key, self._head(key))
+        return True
+
+    def _readable_keys(self, tenant: TenantKeyRef) -> list[str]:
+        return [self._kms_key_id(tenant), *([tenant.previous_kms_key_id] if tenant.previous_kms_key_id else [])]
+
     def iter_plaintext(
         self, tenant: TenantKeyRef, document_id: uuid.UUID, chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> Iterator[bytes]:
         check_chunk_size(chunk_size)
-        kms_key_id = self._kms_key_id(tenant)
+        readable = self._readable_keys(tenant)
         key = object_key(tenant.tenant_id, document_id)
         response = self._get(key)
         body = response["Body"]
         try:
-            self._check_encryption(kms_key_id, key, response)
+            self._check_encryption(readable, key, response)
         except BaseException:
             body.close()
             raise
@@ -210,16 +262,20 @@ class S3EnvelopeStore(_S3Objects):
     decrypted while it is downloaded.
     """
 
-    def put(self, tenant: TenantKeyRef, document_id: uuid.UUID, source: BinaryIO) -> StoredObject:
-        key = object_key(tenant.tenant_id, document_id)
-        sealer = EnvelopeSealer(self.keys, tenant, document_id)
+    def _upload(self, key: str, chunks: Iterator[bytes]) -> None:
+        """Stream `chunks` (ciphertext made while it is sent) to `key`, multipart above the threshold."""
         config = TransferConfig(
             multipart_threshold=self.multipart_threshold, multipart_chunksize=S3_MULTIPART_CHUNK_SIZE
         )
         config.max_in_memory_upload_chunks = S3_ENVELOPE_PARTS_IN_MEMORY  # an s3transfer setting, no boto3 keyword
-        source.seek(0)
-        with io.BufferedReader(_ChunkStream(sealer.chunks(source)), buffer_size=SEGMENT_SIZE) as ciphertext:
+        with io.BufferedReader(_ChunkStream(chunks), buffer_size=SEGMENT_SIZE) as ciphertext:
             self.client.upload_fileobj(ciphertext, self.bucket, key, Config=config)
+
+    def put(self, tenant: TenantKeyRef, document_id: uuid.UUID, source: BinaryIO) -> StoredObject:
+        key = object_key(tenant.tenant_id, document_id)
+        sealer = EnvelopeSealer(self.keys, tenant, document_id)
+        source.seek(0)
+        self._upload(key, sealer.chunks(source))
         return StoredObject(key=key, size_bytes=sealer.plaintext_size, kms_key_id=tenant.kms_key_id)
 
     def iter_plaintext(
@@ -228,6 +284,19 @@ class S3EnvelopeStore(_S3Objects):
         check_chunk_size(chunk_size)
         response = self._get(object_key(tenant.tenant_id, document_id))
         return open_envelope(response["Body"], self.keys, tenant, document_id, chunk_size)
+
+    def rekey(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bool:
+        """Rewrite the object with its data key re-wrapped (a new PUT of the same segments; S3 replaces atomically)."""
+        key = object_key(tenant.tenant_id, document_id)
+        body = self._get(key)["Body"]
+        try:
+            header = rewrapped_header(body, self.keys, tenant, document_id)
+            if header is None:
+                return False
+            self._upload(key, itertools.chain([header], copy_rest(body)))
+        finally:
+            body.close()
+        return True
 
     def read(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bytes:
         return b"".join(self.iter_plaintext(tenant, document_id))

@@ -15,14 +15,14 @@ from core.security import TENANT_ROLES, Role
 from tests.conftest import owner_scalar
 from tests.harness import Tokens, audit_actions
 
-TENANT_FIELDS = {"id", "name", "slug", "status", "kms_key_id", "created_at"}
+TENANT_FIELDS = {"id", "name", "slug", "status", "kms_key_id", "created_at", "purge_after", "purged_at"}
 
 
 async def test_create_read_and_update(client: httpx.AsyncClient, tokens: Tokens, owner_engine: AsyncEngine) -> None:
     created = await client.post("/v1/tenants", json={"name": "St. Mary's Clinic"}, headers=tokens.platform())
     assert created.status_code == 201
     body = created.json()
-    assert set(body) == {"id", "name", "slug", "status", "kms_key_id", "created_at"}
+    assert set(body) == TENANT_FIELDS
     assert body["slug"].startswith("st-mary-s-clinic")
     assert body["status"] == "active"
     tenant_id = uuid.UUID(body["id"])

@@ -178,6 +178,12 @@ class Delegating:
     def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
         return self.inner.exists(tenant_id, document_id)
 
+    def rekey(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bool:
+        return self.inner.rekey(tenant, document_id)
+
+    def document_ids(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        return self.inner.document_ids(tenant_id)
+
 
 class StopsDatabaseAfterPut(Delegating):
     """The real put, then PostgreSQL goes away (fast shutdown) before the row can be committed."""

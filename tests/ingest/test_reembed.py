@@ -8,11 +8,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import Database
+from core.keys import key_provider_from_settings
 from core.settings import Settings
 from ingest.reembed import reembed_tenant, stale_chunk_count
 from models.audit import Actor
 from search.schemas import SearchRequest
 from search.service import search
+from tenants.query_keys import QueryKeys
 from tenants.service import tenant_transactions
 from tests.conftest import TenantFactory, owner_scalar
 from tests.harness import HashEmbedder
@@ -34,7 +36,7 @@ async def _document_with_chunks(db: Database, tenant_id: uuid.UUID, count: int) 
             await session.execute(
                 text(
                     "INSERT INTO document_chunks (tenant_id, document_id, chunk_index, text, token_count, embedding, "
-                    "embedding_model) VALUES (:t, :d, :i, :x, 3, CAST(:v AS vector), 'old-model')"
+                    "embedding_dims, embedding_model) VALUES (:t, :d, :i, :x, 3, CAST(:v AS vector), 1024, 'old-model')"
                 ),
                 {"t": tenant_id, "d": document_id, "i": index, "x": f"old chunk number {index}", "v": VECTOR_1024},
             )
@@ -50,7 +52,8 @@ async def test_search_ignores_other_models_until_reembedded(
     embedder = HashEmbedder()
     request = SearchRequest(query="old chunk number 3", k=5)
 
-    before = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings)
+    query_keys = QueryKeys(db, key_provider_from_settings(settings))
+    before = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings, query_keys=query_keys)
     assert before.results == []
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 5
 
@@ -60,7 +63,7 @@ async def test_search_ignores_other_models_until_reembedded(
     assert await stale_chunk_count(db, tenant_id, embedder.model_id) == 0
     assert await reembed_tenant(db, embedder, tenant_id, ACTOR) == 0
 
-    after = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings)
+    after = await search(tenant_transactions(db, tenant_id, ACTOR), embedder, request, settings, query_keys=query_keys)
     assert after.results[0].text == "old chunk number 3"
     assert after.results[0].score > 0.999
     assert {r.document_id for r in after.results} == {document_id}

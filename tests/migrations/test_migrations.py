@@ -18,7 +18,7 @@ from core.runtime import Services
 from tests.conftest import run_in_fresh_loop
 from tests.harness import scratch_database
 
-TABLES = {"tenants", "users", "documents", "document_chunks", "audit_logs", "audit_chain_heads"}
+TABLES = {"tenants", "users", "documents", "document_chunks", "audit_logs", "audit_chain_heads", "access_grants"}
 
 
 @pytest.fixture

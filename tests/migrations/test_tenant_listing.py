@@ -19,7 +19,7 @@ from tests.migrations.conftest import Databases, execute, rows
 
 REVISION = "0005_tenant_listing"
 FUNCTION = "phivault_tenant_page(text, timestamptz, uuid, integer)"
-COLUMNS = ["id", "name", "slug", "status", "kms_key_id", "created_at"]
+COLUMNS = ["id", "name", "slug", "status", "kms_key_id", "created_at", "purge_after", "purged_at"]
 
 
 def _tenant(tenant_id: uuid.UUID, created_at: str, status: str = "active", *, deleted: bool = False) -> str:

@@ -147,7 +147,9 @@ async def test_response_shape_scores_and_audit(
         ).one()
     assert row.actor_id == "member-user"
     assert row.outcome == "success"
-    assert row.metadata["query_sha256"] == hashlib.sha256(query.encode()).hexdigest()
+    assert "query_sha256" not in row.metadata  # an HMAC under the tenant's key instead (tests/audit)
+    assert len(row.metadata["query_hmac"]) == 64
+    assert row.metadata["query_hmac"] != hashlib.sha256(query.encode()).hexdigest()
     assert row.metadata["k"] == 5
     assert row.metadata["mode"] == "vector"
     assert row.metadata["result_count"] == 5

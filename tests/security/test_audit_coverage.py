@@ -39,6 +39,7 @@ from core.runtime import Services
 from core.security import Role
 from core.settings import Settings
 from tests.harness import Tokens, upload
+from tests.security.bad_input import SMALL_LIMIT, multipart
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -86,6 +87,17 @@ class Env:
         )
         assert response.status_code == 200, response.text
 
+    async def user(self, tenant_id: uuid.UUID) -> str:
+        """The id of a new viewer of the tenant, provisioned by a request of its own."""
+        subject = f"coverage-viewer-{uuid.uuid4().hex[:8]}"
+        response = await self.client.get("/v1/documents", headers=self.tokens.headers("viewer", tenant_id, sub=subject))
+        assert response.status_code == 200, response.text
+        async with self.owner.connect() as conn:
+            user_id = await conn.scalar(
+                text("SELECT id FROM users WHERE tenant_id = :t AND subject = :s"), {"t": tenant_id, "s": subject}
+            )
+        return str(user_id)
+
     async def is_provisioned(self, tenant_id: uuid.UUID, subject: str) -> bool:
         async with self.owner.connect() as conn:
             found = await conn.scalar(
@@ -96,7 +108,8 @@ class Env:
 
 
 Prepare = Callable[[Env, uuid.UUID], Awaitable[dict[str, str]]]
-RequestArgs = Callable[[], dict[str, Any]]
+RequestArgs = Callable[[dict[str, str]], dict[str, Any]]
+"""The request's body and files, given the prepared parameters (a body may name a prepared id)."""
 
 
 async def no_params(env: Env, tenant_id: uuid.UUID) -> dict[str, str]:
@@ -115,25 +128,67 @@ async def the_tenant(env: Env, tenant_id: uuid.UUID) -> dict[str, str]:
     return {"tenant_id": str(tenant_id)}
 
 
-def no_body() -> dict[str, Any]:
+async def an_offboarding_tenant(env: Env, tenant_id: uuid.UUID) -> dict[str, str]:
+    response = await env.client.delete(f"/v1/tenants/{tenant_id}", headers=env.tokens.platform())
+    assert response.status_code == 202, response.text
+    return {"tenant_id": str(tenant_id)}
+
+
+async def a_user(env: Env, tenant_id: uuid.UUID) -> dict[str, str]:
+    return {"user_id": await env.user(tenant_id)}
+
+
+async def a_grant(env: Env, tenant_id: uuid.UUID) -> dict[str, str]:
+    body = grant_body({"user_id": await env.user(tenant_id)})
+    response = await env.client.post("/v1/access-grants", headers=env.tokens.headers("admin", tenant_id), **body)
+    assert response.status_code == 201, response.text
+    return {"grant_id": response.json()["id"]}
+
+
+BODY_PARAMS = {"user_id"}
+"""Prepared ids a request body names, where the path names none (`POST /v1/access-grants`)."""
+
+
+def no_body(params: dict[str, str]) -> dict[str, Any]:
     return {}
 
 
-def upload_body() -> dict[str, Any]:
+def upload_body(params: dict[str, str]) -> dict[str, Any]:
     content = f"Upload for audit coverage {uuid.uuid4()}.".encode()
     return {"files": {"file": ("coverage.txt", content, "text/plain")}, "data": {"metadata": '{"kind": "note"}'}}
 
 
-def search_body() -> dict[str, Any]:
+def report_params(params: dict[str, str]) -> dict[str, Any]:
+    return {"params": {"actor_id": "member-user"}}
+
+
+def search_body(params: dict[str, str]) -> dict[str, Any]:
     return {"json": {"query": "follow-up appointment", "k": 3, "mode": "hybrid"}}
 
 
-def new_tenant_body() -> dict[str, Any]:
+def embed_body(params: dict[str, str]) -> dict[str, Any]:
+    return {"json": {"query": "follow-up appointment"}}
+
+
+def new_tenant_body(params: dict[str, str]) -> dict[str, Any]:
     return {"json": {"name": f"Coverage Created {uuid.uuid4().hex[:8]}"}}
 
 
-def suspend_body() -> dict[str, Any]:
+def suspend_body(params: dict[str, str]) -> dict[str, Any]:
     return {"json": {"status": "suspended"}}
+
+
+def promote_body(params: dict[str, str]) -> dict[str, Any]:
+    return {"json": {"role": "member"}}
+
+
+def revoke_body(params: dict[str, str]) -> dict[str, Any]:
+    return {"json": {"jti": str(uuid.uuid4()), "expires_at": "2099-01-01T00:00:00Z"}}
+
+
+def grant_body(params: dict[str, str]) -> dict[str, Any]:
+    reason = "Audit coverage: the on-call administrator is away."
+    return {"json": {"user_id": params["user_id"], "role": "admin", "reason": reason, "expires_in_minutes": 30}}
 
 
 @dataclass(frozen=True)
@@ -212,6 +267,20 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         prepare=the_tenant,
         request=suspend_body,
     ),
+    ("DELETE", "/v1/tenants/{tenant_id}"): Recipe(
+        "platform_admin",
+        202,
+        ("tenant.offboarding_scheduled",),
+        (wrong_role("admin"), unknown_id("platform_admin")),
+        prepare=the_tenant,
+    ),
+    ("DELETE", "/v1/tenants/{tenant_id}/offboarding"): Recipe(
+        "platform_admin",
+        200,
+        ("tenant.offboarding_cancelled",),
+        (wrong_role("admin"), unknown_id("platform_admin")),
+        prepare=an_offboarding_tenant,
+    ),
     ("POST", "/v1/documents"): Recipe(
         "member",
         202,
@@ -260,6 +329,14 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         (wrong_role("platform_admin"), suspended_tenant("viewer")),
         request=search_body,
     ),
+    ("POST", "/v1/embeddings/query"): Recipe(
+        "platform_admin",
+        200,
+        ("embedding.computed",),
+        (wrong_role("admin"), wrong_role("viewer")),
+        request=embed_body,
+        audited_in="system",
+    ),
     ("GET", "/v1/audit-logs"): Recipe(
         "admin",
         200,
@@ -272,11 +349,60 @@ RECIPES: dict[tuple[str, str], Recipe] = {
         ("audit.exported",),
         (wrong_role("member"), wrong_role("viewer")),
     ),
+    ("GET", "/v1/audit-logs/report"): Recipe(
+        "admin",
+        200,
+        ("audit.report",),
+        (wrong_role("member"), wrong_role("viewer")),
+        request=report_params,
+    ),
     ("GET", "/v1/audit-logs/verify"): Recipe(
         "admin",
         200,
         ("audit.verified",),
         (wrong_role("member"), wrong_role("viewer")),
+    ),
+    ("GET", "/v1/users"): Recipe(
+        "admin",
+        200,
+        ("user.listed",),
+        (wrong_role("member"), wrong_role("viewer"), wrong_role("platform_admin")),
+    ),
+    ("PATCH", "/v1/users/{user_id}"): Recipe(
+        "admin",
+        200,
+        ("user.updated",),
+        (wrong_role("member"), foreign_id("admin"), unknown_id("admin")),
+        prepare=a_user,
+        request=promote_body,
+    ),
+    ("POST", "/v1/tokens/revoke"): Recipe(
+        "admin",
+        200,
+        ("token.revoked",),
+        (wrong_role("member"), wrong_role("viewer")),
+        request=revoke_body,
+    ),
+    ("POST", "/v1/access-grants"): Recipe(
+        "admin",
+        201,
+        ("access.granted",),
+        (wrong_role("member"), wrong_role("viewer"), foreign_id("admin")),
+        prepare=a_user,
+        request=grant_body,
+    ),
+    ("GET", "/v1/access-grants"): Recipe(
+        "admin",
+        200,
+        ("access_grant.listed",),
+        (wrong_role("member"), wrong_role("viewer")),
+    ),
+    ("DELETE", "/v1/access-grants/{grant_id}"): Recipe(
+        "admin",
+        204,
+        ("access.grant_revoked",),
+        (wrong_role("member"), foreign_id("admin"), unknown_id("admin")),
+        prepare=a_grant,
     ),
 }
 
@@ -352,7 +478,7 @@ async def audited_call(
     request_id = f"audit-coverage-{uuid.uuid4().hex}"
     url = path.format(**params)
     before = await high_water(env.owner)
-    response = await env.client.request(method, url, headers={**headers, "X-Request-ID": request_id}, **request())
+    response = await env.client.request(method, url, headers={**headers, "X-Request-ID": request_id}, **request(params))
     return response, await rows_since(env.owner, before), request_id
 
 
@@ -370,7 +496,7 @@ def assert_exactly(
 
 def check_path_params(path: str, params: dict[str, str]) -> None:
     expected = {part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")}
-    assert set(params) == expected, (path, params)
+    assert expected <= set(params) <= expected | BODY_PARAMS, (path, params)
 
 
 @pytest.fixture
@@ -477,7 +603,72 @@ async def test_refusals_are_audited(env: Env, route: tuple[str, str]) -> None:
 def test_recipes_refuse_in_the_ways_that_matter() -> None:
     """Routes every tenant role may call still prove a cross-tenant id (when they take one) is refused and audited."""
     for (method, path), recipe in RECIPES.items():
-        if "{document_id}" in path:
+        if any(f"{{{name}}}" in path for name in ("document_id", "user_id", "grant_id")):
             assert any(d.ids == "foreign" for d in recipe.denials), f"{method} {path}"
         if "{tenant_id}" in path:
             assert any(d.ids == "unknown" for d in recipe.denials), f"{method} {path}"
+
+
+REJECTED_FILENAME = "Rejected-Jane-Doe-1957.txt"
+
+
+def rejected(content: bytes | None, metadata: str | None = None) -> RequestArgs:
+    """An upload of `content` (no file part when None) named REJECTED_FILENAME, with `metadata` if given."""
+    files = {} if content is None else {"files": {"file": (REJECTED_FILENAME, content, "text/plain")}}
+    data = {"data": {"metadata": metadata}} if metadata is not None else {}
+    return lambda params: files | data
+
+
+REJECTIONS: dict[str, tuple[int, RequestArgs]] = {
+    "too_large": (413, rejected(b"Jane Doe " * (SMALL_LIMIT // 8))),
+    "unsupported_content": (415, rejected(b"\x89PNG\r\n\x1a\n\x00\x00Jane Doe")),
+    "corrupt_file": (422, rejected(b"%PDF-1.7\nJane Doe, not really a PDF")),
+    "empty_file": (422, rejected(b"")),
+    "invalid_metadata": (422, rejected(b"Jane Doe, follow-up note.", metadata='["Jane Doe"]')),
+    "validation_error": (422, rejected(None, metadata='{"patient": "Jane Doe"}')),
+}
+
+
+@pytest.mark.parametrize("code", list(REJECTIONS))
+async def test_every_rejected_upload_is_audited_once(
+    small_client: httpx.AsyncClient, tokens: Tokens, owner_engine: AsyncEngine, code: str
+) -> None:
+    """Each refusal for size, type, content, metadata or form leaves exactly one `document.rejected` by the
+    caller, with the error's code as the reason and nothing of the file (the whole row's text is searched)."""
+    env = Env(small_client, tokens, owner_engine)
+    tenant_id = await env.new_tenant()
+    status, request = REJECTIONS[code]
+    headers = env.headers("member", tenant_id)
+    await env.client.get("/v1/documents", headers=headers)  # provision the user first: only the refusal is left
+    response, rows, request_id = await audited_call(env, "POST", "/v1/documents", {}, headers, request)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert_exactly(rows, request_id, tenant_id, ["document.rejected"], "denied", code)
+    assert rows[0].actor_type == "user"
+    assert rows[0].metadata == {"reason": code, "route": "POST /v1/documents"}
+    async with owner_engine.connect() as conn:
+        whole_row = await conn.scalar(
+            text("SELECT to_jsonb(a)::text FROM audit_logs a WHERE request_id = :r"), {"r": request_id}
+        )
+    assert "Jane" not in str(whole_row)
+    assert "Rejected" not in str(whole_row)
+
+
+async def test_an_upload_declared_too_large_is_audited_under_its_caller_an_anonymous_one_stays_auth_denied(
+    small_client: httpx.AsyncClient, tokens: Tokens, owner_engine: AsyncEngine
+) -> None:
+    env = Env(small_client, tokens, owner_engine)
+    tenant_id = await env.new_tenant()
+    body, headers = multipart(("file", REJECTED_FILENAME, b"x" * (SMALL_LIMIT + 400 * 1024)))
+    member = env.headers("member", tenant_id)
+    await env.client.get("/v1/documents", headers=member)
+    for caller, status, tenant, action in (
+        (member, 413, tenant_id, "document.rejected"),
+        ({}, 401, SYSTEM_TENANT_ID, "auth.denied"),
+    ):
+        response, rows, request_id = await audited_call(
+            env, "POST", "/v1/documents", {}, caller | headers, lambda params: {"content": body}
+        )
+        assert response.status_code == status, response.text
+        assert_exactly(rows, request_id, tenant, [action], "denied", action)
