@@ -8,7 +8,7 @@ RUNTIME_LOCK := requirements-runtime.lock
 # `make lock` refreshes every pin; `make lock LOCK_ARGS=` only adds what pyproject.toml newly asks for.
 LOCK_ARGS ?= --upgrade
 
-.PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-peers bench-peers-100k \
+.PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-growth bench-peers bench-peers-100k \
 	bench-concurrency bench-report fuzz soak clean
 
 install: $(STAMP)
@@ -62,14 +62,19 @@ soak: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 # Every benchmark of issue 13 in turn (long: the 100k-chunk ones take a while), then bench/results/REPORT.md and its SVGs.
-bench: bench-ingest bench-search bench-peers bench-peers-100k bench-concurrency
+bench: bench-ingest bench-search bench-growth bench-peers bench-peers-100k bench-concurrency
 	$(MAKE) bench-report
 
+# ~4, ~24 and ~200 KB documents, then 10 and 100 documents; API and worker memory after warm-up.
 bench-ingest: install
-	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.ingest $(INGEST_ARGS)
 
 bench-search: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.search
+
+# In-database search latency and recall at 10k, 50k and 100k chunks over 100 Zipf tenants.
+bench-growth: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.growth $(GROWTH_ARGS)
 
 # PHIVault against langchain-postgres and llama-index; installs their own virtualenv (bench/.peers-venv) on first use.
 bench-peers: install

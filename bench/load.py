@@ -11,10 +11,12 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from bench.zipf_corpus import Corpus
+from bench.zipf_corpus import NATIVE_DIM, Corpus
+from core.keys import KeyProvider
+from models.chunk import compact_index_name
 
 SYNTHETIC_MODEL = "synthetic"
-HNSW_INDEX = "ix_document_chunks_embedding_hnsw"
+HNSW_INDEX = compact_index_name(NATIVE_DIM)
 
 
 @dataclass(frozen=True)
@@ -24,9 +26,17 @@ class LoadTimes:
 
 
 async def load_corpus(
-    conn: asyncpg.Connection, corpus: Corpus, *, model_id: str = SYNTHETIC_MODEL, drop_index: bool = True
+    conn: asyncpg.Connection,
+    corpus: Corpus,
+    *,
+    model_id: str = SYNTHETIC_MODEL,
+    drop_index: bool = True,
+    keys: KeyProvider | None = None,
 ) -> LoadTimes:
     """COPY the corpus in as the owner (a superuser: RLS does not apply to it).
+
+    With `keys` every tenant gets a key from that provider, as the platform path gives it, so the API can
+    serve the synthetic tenants (a search derives its audit query key from the tenant key).
 
     With `drop_index` the HNSW index is dropped first and recreated afterwards from its own catalog
     definition (the migration's), which is much faster than filling it row by row. Documents are
@@ -39,10 +49,14 @@ async def load_corpus(
     started = time.perf_counter()
     if drop_index:
         await conn.execute(f"DROP INDEX {HNSW_INDEX}")
+    refs = {t: keys.provision_tenant_key(t) if keys is not None else None for t in corpus.tenant_ids}
     await conn.copy_records_to_table(
         "tenants",
-        records=[(t, f"Synthetic {i}", f"synthetic-{i}-{t.hex[:8]}") for i, t in enumerate(corpus.tenant_ids)],
-        columns=["id", "name", "slug"],
+        records=[
+            (t, f"Synthetic {i}", f"synthetic-{i}-{t.hex[:8]}", ref and ref.wrapped_key, ref and ref.kms_key_id)
+            for i, (t, ref) in enumerate(refs.items())
+        ],
+        columns=["id", "name", "slug", "wrapped_key", "kms_key_id"],
     )
     document_columns = ["id", "tenant_id", "filename", "content_type", "size_bytes", "sha256", "storage_key"]
     await conn.copy_records_to_table(
@@ -74,7 +88,17 @@ async def load_corpus(
         next_index[document] = chunk_index + 1
         tenant = corpus.tenant_ids[int(tenant_of_row[row])]
         records.append(
-            (corpus.chunk_ids[row], tenant, document, chunk_index, f"chunk {row}", 2, corpus.embeddings[row], model_id)
+            (
+                corpus.chunk_ids[row],
+                tenant,
+                document,
+                chunk_index,
+                f"chunk {row}",
+                2,
+                corpus.embeddings[row],
+                corpus.native_dim,
+                model_id,
+            )
         )
     await conn.copy_records_to_table(
         "document_chunks",
@@ -87,6 +111,7 @@ async def load_corpus(
             "text",
             "token_count",
             "embedding",
+            "embedding_dims",
             "embedding_model",
         ],
     )

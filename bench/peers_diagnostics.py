@@ -20,9 +20,18 @@ from sqlalchemy import text
 from bench.peers_rounds import K, PHIVaultClient, Query
 from bench.stack import Stack
 from bench.stats import counted_latency
+from bench.zipf_corpus import NATIVE_DIM
 from core.db import Database, create_engine, to_libpq_url
 from models.chunk import EMBEDDING_DIM
-from search.repository import Plan, Scope, _vector_literal, choose_plan, configure_hnsw, vector_sql
+from search.repository import (
+    RERANK_MARGIN,
+    Plan,
+    Scope,
+    _vector_literal,
+    plan_for_tenant,
+    query_literal,
+    vector_sql,
+)
 
 _LOG_LINE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \S+ \[(?P<pid>\d+)\] LOG:  duration: (?P<ms>[\d.]+) ms  "
@@ -143,11 +152,16 @@ async def phivault_explain(stack: Stack, tenant: uuid.UUID, vector: list[float])
                 ),
                 {"t": tenant},
             )
-            plan: Plan = choose_plan(int(count or 0), settings.search_exact_max_rows)
-            if plan == "hnsw":
-                await configure_hnsw(session, max(settings.search_ef_search, K), settings.search_max_scan_tuples)
-            params: dict[str, Any] = {"query_vector": _vector_literal(vector)}
-            sql = vector_sql(Scope(tenant_id=tenant, model_id=settings.embedding_model), K, plan, params)
+            plan: Plan = await plan_for_tenant(
+                session,
+                tenant,
+                exact_max_rows=settings.search_exact_max_rows,
+                ef_search=max(settings.search_ef_search, K + RERANK_MARGIN),
+                max_scan_tuples=settings.search_max_scan_tuples,
+            )
+            scope = Scope(tenant_id=tenant, model_id=settings.embedding_model, dims=NATIVE_DIM)
+            params: dict[str, Any] = {"query_vector": query_literal(scope, vector)}
+            sql = vector_sql(scope, K, plan, params)
             rows = await session.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql), params)
             lines = [str(row[0]) for row in rows]
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import random
 import tempfile
@@ -33,6 +32,7 @@ from bench.stack import Stack
 from bench.stats import counted_latency
 from bench.zipf_corpus import allocate, make_corpus, size_band, unit, zipf_sizes
 from core.db import to_libpq_url
+from core.keys import key_provider_from_settings
 from core.security import mint_token
 from models.chunk import EMBEDDING_DIM
 
@@ -150,10 +150,9 @@ def run_small(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dic
 def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict[str, Any]:
     settings = stack.settings
     sizes = zipf_sizes(args.chunks, args.tenants, exponent=1.0)
-    corpus = make_corpus(sizes, seed=args.seed)
-    native = unit(corpus.embeddings[:, :NATIVE_DIM])
-    padded = np.zeros((corpus.rows, EMBEDDING_DIM), dtype=np.float32)
-    padded[:, :NATIVE_DIM] = native
+    corpus = make_corpus(sizes, seed=args.seed, native_dim=NATIVE_DIM)
+    padded = corpus.embeddings
+    native = np.ascontiguousarray(padded[:, :NATIVE_DIM])
     print(f"corpus: {corpus.rows} chunks over {len(sizes)} tenants ({sizes[0]}..{sizes[-1]} rows)", flush=True)
 
     async def load_phivault() -> float:
@@ -161,7 +160,9 @@ def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict
         try:
             await conn.execute("SET maintenance_work_mem = '1GB'")
             started = time.perf_counter()
-            await load_corpus(conn, dataclasses.replace(corpus, embeddings=padded), model_id=settings.embedding_model)
+            await load_corpus(
+                conn, corpus, model_id=settings.embedding_model, keys=key_provider_from_settings(settings)
+            )
             return time.perf_counter() - started
         finally:
             await conn.close()
@@ -239,7 +240,7 @@ def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict
             "tenants": len(sizes),
             "largest_tenant_rows": sizes[0],
             "smallest_tenant_rows": sizes[-1],
-            "vectors": f"bench/zipf_corpus.py make_corpus, first {NATIVE_DIM} dimensions renormalised; "
+            "vectors": f"bench/zipf_corpus.py make_corpus at {NATIVE_DIM} dimensions; "
             f"PHIVault stores them padded to {EMBEDDING_DIM}",
             "phivault_load_seconds": round(phivault_load, 1),
         },

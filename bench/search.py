@@ -40,6 +40,7 @@ from bench.stack import Stack, running_stack
 from bench.stats import latency, percentile
 from bench.zipf_corpus import BANDS, DIM, allocate, make_corpus, size_band, zipf_sizes
 from core.db import Database, create_engine, to_libpq_url
+from core.keys import key_provider_from_settings
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -57,7 +58,9 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     conn = await asyncpg.connect(to_libpq_url(stack.services.owner_url))
     try:
         await conn.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
-        loaded = await load_corpus(conn, corpus, model_id=embedder.model_id)
+        loaded = await load_corpus(
+            conn, corpus, model_id=embedder.model_id, keys=key_provider_from_settings(stack.settings)
+        )
         server = {
             "postgres": await conn.fetchval("SHOW server_version"),
             "pgvector": await conn.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'vector'"),

@@ -79,7 +79,8 @@ class Runner:
         self.model_id = model_id
 
     def _scope(self, query: Query) -> Scope:
-        return Scope(tenant_id=self.corpus.tenant_ids[query.tenant], model_id=self.model_id)
+        tenant_id = self.corpus.tenant_ids[query.tenant]
+        return Scope(tenant_id=tenant_id, model_id=self.model_id, dims=self.corpus.native_dim)
 
     def _sample(self, query: Query, plan: Plan, hits: Sequence[Any], ms: float, started: float) -> Sample:
         found = {hit.chunk_id for hit in hits}

@@ -3,7 +3,9 @@
 Tenant sizes follow a Zipf law (`zipf_sizes`). Chunks (`make_corpus`): 200 topic centres in a 64-d
 latent space, chunks scattered around them, projected to 1024-d with a little full-rank noise and
 normalised (text embeddings have a low intrinsic dimension; isotropic 1024-d noise would make
-every in-topic neighbour a near tie). Topic popularity is uneven (weights 1/rank**popularity) and
+every in-topic neighbour a near tie). Vectors have `native_dim` dimensions (384 by default, the
+shipped model's) zero-padded to the stored 1024, as a real model's are, so the search reads the
+compact 384-d column and its index (migration 0006). Topic popularity is uneven (weights 1/rank**popularity) and
 each tenant draws from a few topics, so small tenants share their busy topics with large ones.
 Queries are noisy copies of a tenant's chunks, judged against the brute-force top k of its rows.
 """
@@ -18,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 DIM = 1024
+NATIVE_DIM = 384
 
 Floats = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -61,9 +64,13 @@ class Corpus:
     documents: list[tuple[uuid.UUID, uuid.UUID, int]]  # (tenant, document, chunk count)
     tenant_rows: list[Ints]  # row numbers of each tenant
     latent: Floats  # (rows, latent_dim)
-    projection: Floats  # (latent_dim, DIM)
+    projection: Floats  # (latent_dim, native_dim)
     jitter: float
-    embeddings: Floats  # (rows, DIM), unit length
+    embeddings: Floats  # (rows, DIM), unit length, zero past native_dim
+
+    @property
+    def native_dim(self) -> int:
+        return int(self.projection.shape[1])
 
     @property
     def rows(self) -> int:
@@ -75,12 +82,13 @@ def unit(x: Floats) -> Floats:
 
 
 def _embed(latent: Floats, projection: Floats, jitter: float, rng: np.random.Generator) -> Floats:
-    """Project latent points to the stored dimension, add a little full-rank noise, normalise."""
-    out = np.empty((latent.shape[0], DIM), dtype=np.float32)
+    """Project latent points to the native dimension, add a little full-rank noise, normalise, pad to `DIM`."""
+    native = projection.shape[1]
+    out = np.zeros((latent.shape[0], DIM), dtype=np.float32)
     for first in range(0, latent.shape[0], 10_000):
         part = latent[first : first + 10_000]
-        noise = rng.standard_normal((part.shape[0], DIM), dtype=np.float32) / np.sqrt(DIM)
-        out[first : first + 10_000] = unit(part @ projection + jitter * noise)
+        noise = rng.standard_normal((part.shape[0], native), dtype=np.float32) / np.sqrt(native)
+        out[first : first + 10_000, :native] = unit(part @ projection + jitter * noise)
     return out
 
 
@@ -94,11 +102,14 @@ def make_corpus(
     spread: float = 0.6,
     jitter: float = 0.05,
     chunks_per_document: int = 20,
+    native_dim: int = NATIVE_DIM,
 ) -> Corpus:
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, topics + 1) ** popularity
     weights /= weights.sum()
-    projection = (rng.standard_normal((latent_dim, DIM), dtype=np.float32) / np.sqrt(DIM)).astype(np.float32)
+    projection = (rng.standard_normal((latent_dim, native_dim), dtype=np.float32) / np.sqrt(native_dim)).astype(
+        np.float32
+    )
     centres = unit(rng.standard_normal((topics, latent_dim), dtype=np.float32))
     total = sum(sizes)
     topic_of_row = np.empty(total, dtype=np.int64)

@@ -27,6 +27,7 @@ from models.document import Document
 from tenants.service import tenant_transactions
 
 if TYPE_CHECKING:
+    from embeddings.base import QueryEmbedder
     from search.schemas import SearchResponse
 
 POLL_SECONDS = 0.5
@@ -158,15 +159,22 @@ def search(
     tenant: TenantOption,
     k: Annotated[int, typer.Option(min=1, max=100)] = 10,
     mode: Annotated[str, typer.Option(help="vector or hybrid")] = "vector",
+    local: Annotated[
+        bool, typer.Option("--local", help="Embed the query with a model loaded here, even when an API is running.")
+    ] = False,
 ) -> None:
-    """Search a tenant's documents and print the results as a table."""
+    """Search a tenant's documents and print the results as a table.
+
+    The query is embedded by the API running on this machine when one answers (no model to load here), else by
+    the local model; the search itself, its row-level security and its audit run here either way."""
     from pydantic import ValidationError
     from rich.console import Console
     from rich.table import Table
 
-    from embeddings.sentence_transformer import get_embedder
+    from cli.remote_embedder import RemoteEmbeddingFailed, api_query_embedder, api_url
     from search.schemas import SearchRequest
     from search.service import search as run_search
+    from tenants.query_keys import QueryKeys
 
     settings = cli_settings()
     services = resolve_services(settings, need_redis=False)
@@ -176,13 +184,29 @@ def search(
     except ValidationError as exc:
         raise typer.BadParameter(str(exc.errors()[0]["msg"])) from None
 
-    async def run() -> SearchResponse:
+    async def run(embedder: QueryEmbedder) -> SearchResponse:
         async with app_database(settings, services) as db:
-            return await run_search(
-                tenant_transactions(db, tenant_id, cli_actor()), get_embedder(settings), request, settings
-            )
+            query_keys = QueryKeys(db, key_provider_from_settings(settings))
+            transactions = tenant_transactions(db, tenant_id, cli_actor())
+            return await run_search(transactions, embedder, request, settings, query_keys=query_keys)
 
-    response = asyncio.run(run())
+    def run_locally() -> SearchResponse:
+        from embeddings.sentence_transformer import get_embedder  # loads torch: only on this path
+
+        embedder = get_embedder(settings)  # first: a model not on this machine stays the one line cli.main prints
+        typer.echo("phivault: embedding the query with the local model", err=True)
+        return asyncio.run(run(embedder))
+
+    remote = None if local else api_query_embedder(settings)
+    if remote is None:
+        response = run_locally()
+    else:
+        typer.echo(f"phivault: embedding the query with the running API at {api_url(settings)}", err=True)
+        try:
+            response = asyncio.run(run(remote))
+        except RemoteEmbeddingFailed as exc:  # raised before the search's transaction opens: nothing was written
+            typer.echo(f"phivault: the API did not embed the query ({exc})", err=True)
+            response = run_locally()
     table = Table(title=f"{len(response.results)} results in {response.took_ms:.0f} ms")
     for column in ("score", "document", "chunk", "page", "text"):
         table.add_column(column)

@@ -145,7 +145,40 @@ async def _enable_app_login(owner_url: URL, password: str) -> None:
         await conn.close()
 
 
+def compact_index_sql(dims: int) -> str:
+    """The HNSW index over the compact vectors of one width (migration 0006 made the 384-d one)."""
+    return (
+        f"CREATE INDEX IF NOT EXISTS ix_document_chunks_compact_{dims}_hnsw ON document_chunks "
+        f"USING hnsw ((embedding_compact::halfvec({dims})) halfvec_cosine_ops) "
+        f"WITH (m = 16, ef_construction = 64) WHERE embedding_dims = {dims}"
+    )
+
+
+async def ensure_compact_indexes(owner_url: URL) -> list[int]:
+    """An HNSW index for every embedding width the chunks hold, so a model of another width than the
+    default's is searched through an index too once its chunks exist (run `phivault migrate` after
+    switching models and re-embedding). Returns the widths indexed."""
+    conn = await asyncpg.connect(to_libpq_url(owner_url))
+    try:
+        widths: set[int] = set()
+        # Tenant by tenant, as row-level security wants even of an owner that is not a superuser.
+        async with conn.transaction():
+            for tenant_id in [row[0] for row in await conn.fetch("SELECT phivault_tenant_ids()")]:
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+                found = await conn.fetch(
+                    "SELECT DISTINCT embedding_dims FROM document_chunks WHERE tenant_id = $1", tenant_id
+                )
+                widths.update(int(row[0]) for row in found)
+        for dims in sorted(widths):
+            await conn.execute(compact_index_sql(dims))
+        return sorted(widths)
+    finally:
+        await conn.close()
+
+
 def migrate(owner_url: URL, app_password: str) -> None:
-    """Bring the schema to head and (re)set the runtime role: login, password, no privileges beyond grants."""
+    """Bring the schema to head, index every embedding width present, and (re)set the runtime role:
+    login, password, no privileges beyond grants."""
     upgrade(owner_url)
+    asyncio.run(ensure_compact_indexes(owner_url))
     asyncio.run(_enable_app_login(owner_url, app_password))

@@ -32,6 +32,21 @@ class Tokenizer(Protocol):
         ...
 
 
+class QueryEmbedder(Protocol):
+    """What search needs of a model: its name and native width, and one query's vector (an `Embedder`, or the
+    running API's model reached over HTTP by `phivault search`)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def native_dim(self) -> int: ...
+
+    def embed_query(self, text: str) -> list[float]:
+        """The query's vector, zero-padded to `EMBEDDING_DIM`."""
+        ...
+
+
 class Embedder(Protocol):
     """Turns text into unit-length vectors of width `dim` (always `EMBEDDING_DIM`)."""
 

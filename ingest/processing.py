@@ -202,8 +202,14 @@ async def _keep_claim(
 
 
 async def finish(
-    db: Database, tenant_id: uuid.UUID, document_id: uuid.UUID, claimed: Claim, prepared: Prepared, model_id: str
+    db: Database,
+    tenant_id: uuid.UUID,
+    document_id: uuid.UUID,
+    claimed: Claim,
+    prepared: Prepared,
+    embedder: Embedder,
 ) -> bool:
+    model_id = embedder.model_id
     async with db.tenant_session(tenant_id) as session:
         document = await repository.lock_claimable(session, tenant_id, document_id, attempts=claimed.attempts)
         if document is None:
@@ -219,6 +225,7 @@ async def finish(
                     "token_count": chunk.token_count,
                     "page": chunk.page,
                     "embedding": vector,
+                    "embedding_dims": embedder.native_dim,
                     "embedding_model": model_id,
                     "metadata_": chunk.metadata,
                 }
@@ -330,4 +337,4 @@ async def process_document(
     finally:
         done.set()
         await renewing  # lets a renewal in flight finish: a cancelled query would spoil its connection
-    return "ready" if await finish(db, tenant_id, document_id, claimed, prepared, embedder.model_id) else "skipped"
+    return "ready" if await finish(db, tenant_id, document_id, claimed, prepared, embedder) else "skipped"

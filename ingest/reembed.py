@@ -41,7 +41,9 @@ async def reembed_tenant(
                 return done
             vectors = await asyncio.to_thread(embedder.embed_documents, [row.text for row in rows])
             for row, vector in zip(rows, vectors, strict=True):
-                await repository.set_chunk_embedding(session, tenant_id, row.id, vector, embedder.model_id)
+                await repository.set_chunk_embedding(
+                    session, tenant_id, row.id, vector, embedder.model_id, embedder.native_dim
+                )
             await write_audit_event(
                 session,
                 actor.event(

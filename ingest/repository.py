@@ -249,10 +249,10 @@ async def stale_chunks(
 
 
 async def set_chunk_embedding(
-    session: AsyncSession, tenant_id: uuid.UUID, chunk_id: uuid.UUID, vector: list[float], model_id: str
+    session: AsyncSession, tenant_id: uuid.UUID, chunk_id: uuid.UUID, vector: list[float], model_id: str, dims: int
 ) -> None:
     await session.execute(
         update(DocumentChunk)
         .where(DocumentChunk.tenant_id == tenant_id, DocumentChunk.id == chunk_id)
-        .values(embedding=vector, embedding_model=model_id)
+        .values(embedding=vector, embedding_dims=dims, embedding_model=model_id)
     )

@@ -34,13 +34,19 @@ from search.schemas import SearchResult
 
 Plan = Literal["exact", "hnsw"]
 
+RERANK_MARGIN = 16
+"""Candidates beyond k that the compact (half-precision) distance ranks, so that re-ranking them by the
+full-precision distance gives the same k as a full-precision search would (near ties in the last
+places are the only difference half precision can make)."""
+
 
 @dataclass(frozen=True)
 class Scope:
-    """What a search may see, beyond the tenant: the active model and the caller's filters."""
+    """What a search may see, beyond the tenant: the active model (and its width) and the caller's filters."""
 
     tenant_id: uuid.UUID
     model_id: str
+    dims: int
     document_ids: list[uuid.UUID] | None = None
     filters: dict[str, Any] | None = None
 
@@ -49,11 +55,18 @@ def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
+def query_literal(scope: Scope, query_vector: list[float]) -> str:
+    """The query at the model's own width: the padding past it is zero in every stored vector."""
+    return _vector_literal(query_vector[: scope.dims])
+
+
 def _where(scope: Scope, params: dict[str, Any]) -> str:
     params.update(tenant_id=scope.tenant_id, model_id=scope.model_id)
     clauses = [
         "c.tenant_id = :tenant_id",
         "c.embedding_model = :model_id",
+        # A literal, so the partial index of this width (WHERE embedding_dims = N) matches any plan.
+        f"c.embedding_dims = {int(scope.dims)}",
         "d.tenant_id = :tenant_id",
         "d.deleted_at IS NULL",
         "d.status = 'ready'",
@@ -68,22 +81,53 @@ def _where(scope: Scope, params: dict[str, Any]) -> str:
 
 
 _FROM = "document_chunks c JOIN documents d ON d.id = c.document_id"
-_DISTANCE = "c.embedding <=> CAST(:query_vector AS vector)"
 _HIT_COLUMNS = "c.id AS chunk_id, c.document_id, d.filename, c.chunk_index, c.page, c.text, c.metadata"
-_COLUMNS = f"{_HIT_COLUMNS}, 1 - n.distance AS score"
-_TEXT_COLUMNS = f"{_HIT_COLUMNS}, 1 - ({_DISTANCE}) AS score"
 
 
-async def tenant_chunk_count(session: AsyncSession, tenant_id: uuid.UUID) -> int:
-    """Searchable chunks of the tenant, from the per-document counter (no scan of the chunks)."""
-    count = await session.scalar(
-        text(
-            "SELECT coalesce(sum(chunk_count), 0) FROM documents "
-            "WHERE tenant_id = :t AND deleted_at IS NULL AND status = 'ready'"
-        ),
-        {"t": tenant_id},
+# The query parameter is typed text: used as `vector` in one place and `halfvec` in another, PostgreSQL would
+# otherwise type it by its first use, and the full-precision distance would get a half-precision query. Each
+# cast is a scalar subquery (an InitPlan, run once per execution): in a generic plan (asyncpg prepares every
+# statement, and PostgreSQL switches a prepared statement to a generic plan after five runs) a bare cast of
+# the parameter would parse the query's text again for every row scanned.
+
+
+def _exact_distance(dims: int) -> str:
+    """Full precision, for the few rows a search returns (reads the padded vector out of line)."""
+    return f"subvector(c.embedding, 1, {dims}) <=> (SELECT CAST(CAST(:query_vector AS text) AS vector({dims})))"
+
+
+def _compact_distance(dims: int) -> str:
+    """Half precision at the model's width, inline in the row: what scans and the HNSW index read."""
+    return f"c.embedding_compact::halfvec({dims}) <=> (SELECT CAST(CAST(:query_vector AS text) AS halfvec({dims})))"
+
+
+_PLAN_SETTINGS = text(
+    "SELECT coalesce(sum(chunk_count), 0) AS rows, "
+    "set_config('hnsw.ef_search', :ef_search, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true), "
+    "set_config('enable_sort', CASE WHEN coalesce(sum(chunk_count), 0) > :exact_max_rows THEN 'off' ELSE 'on' END, "
+    "true) "
+    "FROM documents WHERE tenant_id = :t AND deleted_at IS NULL AND status = 'ready'"
+)
+
+
+async def plan_for_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, *, exact_max_rows: int, ef_search: int, max_scan_tuples: int
+) -> Plan:
+    """The plan from the tenant's chunk counter (no scan of the chunks), with the HNSW plan's
+    transaction-local settings applied in the same round trip (harmless to the exact plan, whose
+    sorting stays on)."""
+    rows = await session.scalar(
+        _PLAN_SETTINGS,
+        {
+            "t": tenant_id,
+            "ef_search": str(ef_search),
+            "max_scan_tuples": str(max_scan_tuples),
+            "exact_max_rows": exact_max_rows,
+        },
     )
-    return int(count or 0)
+    return choose_plan(int(rows or 0), exact_max_rows)
 
 
 def choose_plan(tenant_rows: int, exact_max_rows: int) -> Plan:
@@ -91,23 +135,31 @@ def choose_plan(tenant_rows: int, exact_max_rows: int) -> Plan:
 
 
 def vector_sql(scope: Scope, k: int, plan: Plan, params: dict[str, Any]) -> str:
-    """The statement for `plan`; `n` is the CTE holding the k nearest chunk ids and distances."""
+    """The statement for `plan`: `nearest` holds the nearest candidates by compact distance, of which the
+    k nearest by full-precision distance are returned."""
     where = _where(scope, params)
     params["k"] = k
+    params["candidates"] = k + RERANK_MARGIN
+    compact = _compact_distance(scope.dims)
     if plan == "exact":
         # No ORDER BY next to the distance, so no index can serve it: every candidate is scored.
         nearest = (
-            f"candidates AS MATERIALIZED (SELECT c.id, {_DISTANCE} AS distance FROM {_FROM} WHERE {where}), "
-            "nearest AS MATERIALIZED (SELECT id, distance FROM candidates ORDER BY distance, id LIMIT :k)"
+            f"candidates AS MATERIALIZED (SELECT c.ctid AS row, c.id, {compact} AS distance FROM {_FROM} "
+            f"WHERE {where}), "
+            "nearest AS MATERIALIZED (SELECT row FROM candidates ORDER BY distance, id LIMIT :candidates)"
         )
     else:
         nearest = (
-            f"nearest AS MATERIALIZED (SELECT c.id, {_DISTANCE} AS distance FROM {_FROM} WHERE {where} "
-            f"ORDER BY {_DISTANCE} LIMIT :k)"
+            f"nearest AS MATERIALIZED (SELECT c.ctid AS row FROM {_FROM} WHERE {where} ORDER BY {compact} "
+            "LIMIT :candidates)"
         )
+    # The candidates are fetched back by their row address (a TID scan of an InitPlan's array: the same
+    # statement, so the same snapshot), not joined back by id: a generic plan estimates every tenant at the
+    # average size and would read the tenant's index, or the whole tenant, to find 26 rows.
     return (
-        f"WITH {nearest} SELECT {_COLUMNS} FROM nearest n JOIN document_chunks c ON c.id = n.id "
-        f"JOIN documents d ON d.id = c.document_id WHERE {where} ORDER BY n.distance, c.id"
+        f"WITH {nearest} SELECT {_HIT_COLUMNS}, 1 - ({_exact_distance(scope.dims)}) AS score FROM {_FROM} "
+        "WHERE c.ctid = ANY(ARRAY(SELECT row FROM nearest)) AND c.tenant_id = :tenant_id AND d.tenant_id = :tenant_id "
+        "ORDER BY score DESC, c.id LIMIT :k"
     )
 
 
@@ -120,14 +172,14 @@ _CONFIGURE_HNSW = text(
 
 
 async def configure_hnsw(session: AsyncSession, ef_search: int, max_scan_tuples: int) -> None:
-    """Transaction-local index settings for the HNSW plan (one round trip)."""
+    """Transaction-local index settings for a forced HNSW plan (tests and benchmarks)."""
     await session.execute(_CONFIGURE_HNSW, {"ef_search": str(ef_search), "max_scan_tuples": str(max_scan_tuples)})
 
 
 async def vector_search(
     session: AsyncSession, scope: Scope, query_vector: list[float], k: int, plan: Plan
 ) -> list[SearchResult]:
-    params: dict[str, Any] = {"query_vector": _vector_literal(query_vector)}
+    params: dict[str, Any] = {"query_vector": query_literal(scope, query_vector)}
     sql = vector_sql(scope, k, plan, params)
     rows = await session.execute(text(sql), params)
     return [_result(row) for row in rows.mappings()]
@@ -136,7 +188,7 @@ async def vector_search(
 async def explain_vector_search(
     session: AsyncSession, scope: Scope, query_vector: list[float], k: int, plan: Plan
 ) -> str:
-    params: dict[str, Any] = {"query_vector": _vector_literal(query_vector)}
+    params: dict[str, Any] = {"query_vector": query_literal(scope, query_vector)}
     sql = vector_sql(scope, k, plan, params)
     rows = await session.execute(text("EXPLAIN " + sql), params)
     return "\n".join(str(row[0]) for row in rows)
@@ -146,12 +198,12 @@ async def text_search(
     session: AsyncSession, scope: Scope, query: str, query_vector: list[float], k: int
 ) -> list[SearchResult]:
     """Full-text candidates ranked by `ts_rank_cd` (their cosine score is still computed)."""
-    params: dict[str, Any] = {"query_vector": _vector_literal(query_vector), "query": query}
+    params: dict[str, Any] = {"query_vector": query_literal(scope, query_vector), "query": query}
     where = _where(scope, params)
     params["k"] = k
     rows = await session.execute(
         text(
-            f"SELECT {_TEXT_COLUMNS} FROM {_FROM} WHERE {where} "
+            f"SELECT {_HIT_COLUMNS}, 1 - ({_exact_distance(scope.dims)}) AS score FROM {_FROM} WHERE {where} "
             "AND c.search_vector @@ websearch_to_tsquery('english', :query) "
             "ORDER BY ts_rank_cd(c.search_vector, websearch_to_tsquery('english', :query)) DESC, c.id LIMIT :k"
         ),

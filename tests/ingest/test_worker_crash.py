@@ -292,8 +292,8 @@ async def test_a_live_claim_is_kept_and_a_lapsed_one_is_taken_over_and_fenced(st
     assert successor.attempts == 2
     # The old holder, had it been alive after all, can neither renew nor finish.
     assert not await renew(stack.database, tenant_id, document_id, holder.attempts)
-    assert not await finish(stack.database, tenant_id, document_id, holder, _prepared("stale work"), "hash-v2")
-    assert await finish(stack.database, tenant_id, document_id, successor, _prepared("the work"), "hash-v2")
+    assert not await finish(stack.database, tenant_id, document_id, holder, _prepared("stale work"), HashEmbedder())
+    assert await finish(stack.database, tenant_id, document_id, successor, _prepared("the work"), HashEmbedder())
     processed = [a for a, _, r in await audit_actions(stack.owner, tenant_id) if a == "document.processed"]
     assert processed == ["document.processed"]
 

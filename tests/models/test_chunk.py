@@ -22,6 +22,7 @@ def _chunk(tenant_id: uuid.UUID, document_id: uuid.UUID) -> DocumentChunk:
         text="chunk",
         token_count=1,
         embedding=[0.01] * EMBEDDING_DIM,
+        embedding_dims=EMBEDDING_DIM,
         embedding_model="test",
     )
 

@@ -23,14 +23,16 @@ tenant.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import numpy as np
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bench.load import HNSW_INDEX, SYNTHETIC_MODEL, load_corpus
 from bench.zipf_corpus import Corpus, exact_top_k, make_corpus, make_queries, zipf_sizes
@@ -38,7 +40,7 @@ from core import migrate
 from core.db import Database, create_engine, to_libpq_url
 from core.runtime import Services
 from core.settings import Settings
-from search.repository import Plan, Scope, configure_hnsw, explain_vector_search
+from search.repository import Plan, Scope, configure_hnsw, explain_vector_search, query_literal, vector_sql
 from search.service import run_vector_query
 from tests.harness import scratch_database
 
@@ -111,7 +113,7 @@ async def _run_pass(db: RecallDatabase, forced: Plan | None) -> PassResult:
     plans: dict[int, set[Plan]] = {}
     started = time.perf_counter()
     for tenant, tenant_id in enumerate(corpus.tenant_ids):
-        scope = Scope(tenant_id=tenant_id, model_id=SYNTHETIC_MODEL)
+        scope = Scope(tenant_id=tenant_id, model_id=SYNTHETIC_MODEL, dims=corpus.native_dim)
         found: list[float] = []
         counts: list[int] = []
         used: set[Plan] = set()
@@ -181,7 +183,7 @@ async def test_explain_shows_which_plan_uses_the_index(recall_db: RecallDatabase
     corpus = recall_db.corpus
     settings = recall_db.settings
     for tenant in (0, int(np.argmin(corpus.sizes))):
-        scope = Scope(tenant_id=corpus.tenant_ids[tenant], model_id=SYNTHETIC_MODEL)
+        scope = Scope(tenant_id=corpus.tenant_ids[tenant], model_id=SYNTHETIC_MODEL, dims=corpus.native_dim)
         vector = recall_db.queries[tenant][0].tolist()
         async with recall_db.database.tenant_session(scope.tenant_id) as session:
             await configure_hnsw(session, settings.search_ef_search, settings.search_max_scan_tuples)
@@ -190,3 +192,52 @@ async def test_explain_shows_which_plan_uses_the_index(recall_db: RecallDatabase
             exact = await explain_vector_search(session, scope, vector, K, "exact")
         assert f"Index Scan using {HNSW_INDEX}" in hnsw, hnsw
         assert HNSW_INDEX not in exact, exact
+
+
+def _literal(value: object) -> str:
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+async def _explain_generic(session: AsyncSession, sql: str, params: dict[str, Any]) -> str:
+    """EXPLAIN ANALYZE VERBOSE of `sql` as a prepared statement under its generic plan: what asyncpg's
+    prepared statements run after their fifth execution, whatever the tenant."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    prepared = re.sub(r"(?<!:):([a-z_]+)", placeholder, sql)
+    raw = (await (await session.connection()).get_raw_connection()).driver_connection
+    assert raw is not None
+    await raw.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    await raw.execute("PREPARE generic_search AS " + prepared)
+    try:
+        arguments = ", ".join(_literal(params[name]) for name in names)
+        rows = await raw.fetch(f"EXPLAIN (ANALYZE, VERBOSE, COSTS OFF) EXECUTE generic_search({arguments})")
+    finally:
+        await raw.execute("DEALLOCATE generic_search")
+    return "\n".join(str(row[0]) for row in rows)
+
+
+async def test_generic_plans_keep_the_chosen_shape_for_every_tenant_size(recall_db: RecallDatabase) -> None:
+    """A generic plan assumes an average tenant: it must still use the compact index (HNSW plan), evaluate
+    the query vector once (an InitPlan, not a cast per row), and fetch the k back by row address (a TID
+    scan), never by reading the tenant's chunks again."""
+    corpus = recall_db.corpus
+    settings = recall_db.settings
+    cases: list[tuple[int, Plan]] = [(0, "hnsw"), (int(np.argmin(corpus.sizes)), "exact"), (0, "exact")]
+    for tenant, plan in cases:
+        scope = Scope(tenant_id=corpus.tenant_ids[tenant], model_id=SYNTHETIC_MODEL, dims=corpus.native_dim)
+        params: dict[str, Any] = {"query_vector": query_literal(scope, recall_db.queries[tenant][0].tolist())}
+        sql = vector_sql(scope, K, plan, params)
+        async with recall_db.database.tenant_session(scope.tenant_id) as session:
+            if plan == "hnsw":
+                await configure_hnsw(session, settings.search_ef_search, settings.search_max_scan_tuples)
+            explained = await _explain_generic(session, sql, params)
+        assert "Tid Scan on public.document_chunks c" in explained, explained
+        assert (f"Index Scan using {HNSW_INDEX}" in explained) == (plan == "hnsw"), explained
+        per_row = [line for line in explained.splitlines() if "Output:" in line and "<=>" in line]
+        assert per_row, explained
+        assert all("InitPlan" in line and "::text)::" not in line for line in per_row), per_row

@@ -50,6 +50,7 @@ async def traced(settings: Settings, services: Services) -> AsyncIterator[Traced
     with process_database_kept():
         async with app.router.lifespan_context(app):
             state: AppState = app.state.phivault
+            await state.embedder  # the start-up rehearsal (search.warmup) is done: its statements are not traced
             with database_timeline(state.database.engine) as timeline:
                 embedder: asyncio.Future[Embedder] = asyncio.get_running_loop().create_future()
                 embedder.set_result(MarkingEmbedder(timeline))

@@ -49,7 +49,8 @@ async def seed_rows(db: Database, tenant_id: uuid.UUID) -> TenantRows:
         chunk_id = await session.scalar(
             text(
                 "INSERT INTO document_chunks (tenant_id, document_id, chunk_index, text, token_count, embedding, "
-                "embedding_model) VALUES (:t, :d, 0, 'chunk', 1, CAST(:v AS vector), 'test') RETURNING id"
+                "embedding_dims, embedding_model) "
+                "VALUES (:t, :d, 0, 'chunk', 1, CAST(:v AS vector), 1024, 'test') RETURNING id"
             ),
             {"t": tenant_id, "d": document_id, "v": VECTOR_1024},
         )

@@ -33,7 +33,7 @@ INSERTS = {
     "documents": "INSERT INTO documents (tenant_id, filename, content_type, size_bytes, sha256, storage_key) "
     "VALUES (:t, 'x', 'text/plain', 1, :slug, 'k')",
     "document_chunks": "INSERT INTO document_chunks (tenant_id, document_id, chunk_index, text, token_count, "
-    "embedding, embedding_model) VALUES (:t, :doc, 99, 'x', 1, CAST(:vec AS vector), 'test')",
+    "embedding, embedding_dims, embedding_model) VALUES (:t, :doc, 99, 'x', 1, CAST(:vec AS vector), 1024, 'test')",
     "audit_logs": "INSERT INTO audit_logs (tenant_id, actor_type, action, outcome, prev_hash, row_hash) "
     "VALUES (:t, 'system', 'forged', 'success', '', '')",
     "audit_chain_heads": "INSERT INTO audit_chain_heads (tenant_id, last_id, last_hash, updated_at) "
