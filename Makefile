@@ -9,7 +9,7 @@ RUNTIME_LOCK := requirements-runtime.lock
 LOCK_ARGS ?= --upgrade
 
 .PHONY: install lock run test lint typecheck bench bench-ingest bench-search bench-growth bench-peers bench-peers-100k \
-	bench-concurrency bench-report fuzz soak clean
+	bench-concurrency bench-cold-start bench-report fuzz soak clean
 
 install: $(STAMP)
 
@@ -62,7 +62,7 @@ soak: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tests.soak $(SOAK_ARGS)
 
 # Every benchmark of issue 13 in turn (long: the 100k-chunk ones take a while), then bench/results/REPORT.md and its SVGs.
-bench: bench-ingest bench-search bench-growth bench-peers bench-peers-100k bench-concurrency
+bench: bench-ingest bench-search bench-growth bench-peers bench-peers-100k bench-concurrency bench-cold-start
 	$(MAKE) bench-report
 
 # ~4, ~24 and ~200 KB documents, then 10 and 100 documents; API and worker memory after warm-up.
@@ -86,6 +86,10 @@ bench-peers-100k: install
 # 1, 4 and 16 concurrent searchers: one tenant and one user, one tenant and a user each, spread over 16 tenants.
 bench-concurrency: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.concurrency $(CONCURRENCY_ARGS)
+
+# The first search after /readyz against the next ones; `phivault search` through a running API against --local.
+bench-cold-start: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.cold_start $(COLD_START_ARGS)
 
 # bench/results/REPORT.md from whatever results bench/results holds (a missing one is said, not fatal).
 bench-report: install

@@ -29,7 +29,7 @@ import asyncpg
 
 from bench.load import SYNTHETIC_MODEL, load_corpus
 from bench.search_measurement import Runner, Sample, make_query_set, summary
-from bench.stack import APP_PASSWORD
+from bench.stack import APP_PASSWORD, SHARED_BUFFERS
 from bench.zipf_corpus import DIM, NATIVE_DIM, allocate, make_corpus, zipf_sizes
 from core.db import Database, create_engine, to_libpq_url
 from core.keys import key_provider_from_settings
@@ -149,7 +149,13 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="phivault-growth-"))
     try:
-        settings = Settings(data_dir=data_dir, database_url=None, redis_url=None, app_db_password=APP_PASSWORD)
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=None,
+            redis_url=None,
+            app_db_password=APP_PASSWORD,
+            embedded_shared_buffers=SHARED_BUFFERS,
+        )
         results = asyncio.run(run(throwaway_services(settings), settings, args))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

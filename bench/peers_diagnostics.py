@@ -24,7 +24,6 @@ from bench.zipf_corpus import NATIVE_DIM
 from core.db import Database, create_engine, to_libpq_url
 from models.chunk import EMBEDDING_DIM
 from search.repository import (
-    RERANK_MARGIN,
     Plan,
     Scope,
     _vector_literal,
@@ -156,7 +155,7 @@ async def phivault_explain(stack: Stack, tenant: uuid.UUID, vector: list[float])
                 session,
                 tenant,
                 exact_max_rows=settings.search_exact_max_rows,
-                ef_search=max(settings.search_ef_search, K + RERANK_MARGIN),
+                ef_search=max(settings.search_ef_search, K),
                 max_scan_tuples=settings.search_max_scan_tuples,
             )
             scope = Scope(tenant_id=tenant, model_id=settings.embedding_model, dims=NATIVE_DIM)

@@ -3,8 +3,8 @@
 Run by `make bench` after the benchmarks, or alone: `python -m bench.report` (or `make bench-report`)
 over whatever bench/results holds: ingest.json (bench/ingest.py), search.json (bench/search.py),
 growth.json (bench/growth.py), the newest peers-<date>.json and peers-100k-<date>.json
-(bench/peers.py) and concurrency.json (bench/concurrency.py). A missing input is reported as not
-measured in this run, never an error.
+(bench/peers.py), concurrency.json (bench/concurrency.py) and cold_start.json (bench/cold_start.py).
+A missing input is reported as not measured in this run, never an error.
 Each result is labelled with its own date (its `date` field, else the file's modification time),
 so a report over results of different runs says which is which. Plots are SVG drawn by hand
 (bench/svg.py): latency against tenant size, throughput against concurrency, PHIVault against the peers,
@@ -77,6 +77,7 @@ class Inputs:
     peers: Result | None
     peers_100k: Result | None
     concurrency: Result | None
+    cold_start: Result | None
 
 
 def inputs(results: Path) -> Inputs:
@@ -87,6 +88,7 @@ def inputs(results: Path) -> Inputs:
         peers=load(newest(results, "peers-")),
         peers_100k=load(newest(results, "peers-100k-")),
         concurrency=load(results / "concurrency.json"),
+        cold_start=load(results / "cold_start.json"),
     )
 
 
@@ -387,18 +389,66 @@ def goal_4(i: Inputs) -> tuple[list[str], list[Verdict]]:
                 p["contenders"]["phivault"]["p95_ms"],
             )
         )
+    if i.cold_start is not None:
+        f = i.cold_start.data["first_search"]
+        rows.insert(
+            0,
+            (
+                f"{i.cold_start.label}: the API's first search after /readyz (a known user), then "
+                f"{f['warm_searches']} more",
+                f["first_wall_ms"],
+                f["warm_p50_ms"],
+                f["warm_p95_ms"],
+            ),
+        )
     if not rows:
         return [*lines, f"{NOT_MEASURED}.", ""], [Verdict("4. No cold start", "—", NOT_MEASURED)]
     lines += ["| run | first search ms | warm p50 ms | warm p95 ms |", "|---|---|---|---|"]
     lines += [f"| {name} | {first:.1f} | {p50:.1f} | {p95:.1f} |" for name, first, p50, p95 in rows]
-    worst = max(rows, key=lambda r: r[1] / r[3])
-    met = all(first <= p95 for _, first, _, p95 in rows)
+    if i.cold_start is not None:
+        lines += [
+            "",
+            "The verdict uses the first row: the other runs' first search is also their user's first request "
+            "(provisioning the user writes a row and an audit event), which no later search repeats.",
+        ]
+    judged = rows[:1] if i.cold_start is not None else rows
+    worst = max(judged, key=lambda r: r[1] / r[3])
+    first_met = all(first <= p95 for _, first, _, p95 in judged)
+    cli = i.cold_start.data["cli_search"] if i.cold_start is not None else None
+    cli_met = cli is not None and cli["ratio_median"] < 1
     verdict = Verdict(
         "4. No cold start",
-        f"first search {worst[1]:.1f} ms against a warm p95 of {worst[3]:.1f} ms",
-        status(met, f"first search {worst[1] / worst[2]:.1f}x the warm p50"),
+        f"first search {worst[1]:.1f} ms against a warm p95 of {worst[3]:.1f} ms"
+        + (
+            f"; `phivault search` {cli['via_api_p50_s']:.2f} s through the API against "
+            f"{cli['local_model_p50_s']:.2f} s loading the model"
+            if cli is not None
+            else ""
+        ),
+        status(
+            first_met and cli_met,
+            f"first search {worst[1] / worst[2]:.1f}x the warm p50"
+            + ("" if cli is not None else f"; `phivault search` with an API running: {NOT_MEASURED}"),
+        ),
     )
-    lines += ["", f"{verdict.status}. `phivault search` with an API running: {NOT_MEASURED}.", ""]
+    lines += ["", f"{verdict.status}.", ""]
+    if cli is not None:
+        lines += [
+            "| `phivault search` (whole process) | runs | p50 s | per run s |",
+            "|---|---|---|---|",
+            f"| embedding through the running API | {cli['runs']} | {cli['via_api_p50_s']:.2f} | "
+            + ", ".join(f"{x:.2f}" for x in cli["via_api_s"])
+            + " |",
+            f"| `--local` (loads the model) | {cli['runs']} | {cli['local_model_p50_s']:.2f} | "
+            + ", ".join(f"{x:.2f}" for x in cli["local_model_s"])
+            + " |",
+            "",
+            "Ratio through the API / local, per interleaved pair: "
+            f"{', '.join(f'{r:.2f}' for r in cli['ratio_per_pair'])} (median {cli['ratio_median']:.2f}). "
+            "Through the API the command imports neither torch nor sentence_transformers "
+            "(`tests/cli/test_search_via_api.py`).",
+            "",
+        ]
     return lines, [verdict]
 
 

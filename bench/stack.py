@@ -20,6 +20,9 @@ from core.runtime import Services, throwaway_services
 from core.settings import Settings
 
 APP_PASSWORD = "phivault-bench"
+SHARED_BUFFERS = "2GB"
+"""The benchmarks' PostgreSQL keeps its indexes and tables (the peers' included) in shared buffers, as a
+production server sized for its data would (docs/SEARCH.md); PostgreSQL's default is 128MB."""
 
 
 @dataclass
@@ -55,7 +58,13 @@ def _ready(url: str) -> bool:
 @contextmanager
 def running_stack(worker_concurrency: int = 1) -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="phivault-bench-"))
-    settings = Settings(data_dir=data_dir, database_url=None, redis_url=None, app_db_password=APP_PASSWORD)
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=None,
+        redis_url=None,
+        app_db_password=APP_PASSWORD,
+        embedded_shared_buffers=SHARED_BUFFERS,
+    )
     services = throwaway_services(settings)
     env = dict(os.environ)
     env.update(

@@ -124,9 +124,9 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 2) -> None:
     with serve_worker_metrics(settings):  # PHIVAULT_WORKER_METRICS_PORT, from this (the main) process
         from ingest.tasks import configured_app  # registers the tasks; only now (see ingest.worker_metrics)
 
-        configured_app(services.redis_url, settings).worker_main(
-            ["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"]
-        )
+        app = configured_app(services.redis_url, settings)
+        app.conf.worker_concurrency = concurrency  # read by each child to take its share of the cores
+        app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork"])
 
 
 def beat() -> None:

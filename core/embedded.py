@@ -46,13 +46,18 @@ def _make_traversable(path: Path) -> None:
 
 
 def start_postgres(
-    data_dir: Path, *, database: str = EMBEDDED_DB_NAME, cleanup: Literal["stop", "delete"] = "stop"
+    data_dir: Path,
+    *,
+    database: str = EMBEDDED_DB_NAME,
+    cleanup: Literal["stop", "delete"] = "stop",
+    shared_buffers: str | None = None,
 ) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server in `data_dir/pgdata` and make sure `database` exists.
 
     With `cleanup="stop"` the server stops when the last process holding it exits;
-    `"delete"` also removes its data (for throwaway test servers). Call it outside a
-    running event loop.
+    `"delete"` also removes its data (for throwaway test servers). With `shared_buffers`
+    the server is restarted once with that setting if it runs with another. Call it
+    outside a running event loop.
     """
     from pgserver.postgres_server import get_server  # lazily: only development and tests need it
 
@@ -65,8 +70,36 @@ def start_postgres(
     if info.socket_dir is None:
         raise RuntimeError("embedded PostgreSQL did not report a unix socket directory")
     embedded = EmbeddedPostgres(server=server, socket_dir=Path(info.socket_dir))
+    if shared_buffers is not None:
+        _ensure_shared_buffers(embedded, shared_buffers)
     _ensure_database(embedded, database)
     return embedded
+
+
+def _ensure_shared_buffers(embedded: EmbeddedPostgres, wanted: str) -> None:
+    """`ALTER SYSTEM SET shared_buffers` and a restart (it takes effect at start only), unless already set.
+
+    The restart reuses the options pgserver started the server with (`postmaster.opts`: the socket
+    directory, no TCP), so every URL stays valid."""
+    import asyncio
+
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # generated when the module loads
+
+    async def current() -> str:
+        conn = await asyncpg.connect(embedded.url(database="postgres"))
+        try:
+            value = str(await conn.fetchval("SHOW shared_buffers"))
+            if value != wanted:  # ALTER SYSTEM takes no parameters: format() quotes the value
+                alter = "SELECT format('ALTER SYSTEM SET shared_buffers = %L', $1::text)"
+                statement = await conn.fetchval(alter, wanted)
+                await conn.execute(statement)
+            return value
+        finally:
+            await conn.close()
+
+    if asyncio.run(current()) != wanted:
+        pg_ctl(["-w", "restart"], pgdata=embedded.server.pgdata, user=embedded.server.system_user, timeout=120)
+        log.info("restarted the embedded PostgreSQL", extra={"shared_buffers": wanted})
 
 
 def _ensure_database(embedded: EmbeddedPostgres, database: str) -> None:

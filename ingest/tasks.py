@@ -39,7 +39,7 @@ from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore, object_store_from_settings
 from embeddings.base import Embedder
-from embeddings.sentence_transformer import warm_embedder
+from embeddings.sentence_transformer import limit_threads, warm_embedder, worker_threads
 from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import is_transient
 from ingest.processing import process_document as process
@@ -176,8 +176,10 @@ def purge() -> int:
 
 @worker_process_init.connect
 def _warm_up(**_: Any) -> None:
-    """Start loading the model as the child starts; the handshake does not wait for it."""
-    runtime().start_loading_embedder()
+    """Start loading the model as the child starts, with its share of the cores; the handshake does not wait."""
+    rt = runtime()
+    limit_threads(worker_threads(rt.settings, int(celery_app.conf.worker_concurrency or 1)))
+    rt.start_loading_embedder()
 
 
 class PeriodicReconciler:

@@ -35,9 +35,11 @@ from search.schemas import SearchResult
 Plan = Literal["exact", "hnsw"]
 
 RERANK_MARGIN = 16
-"""Candidates beyond k that the compact (half-precision) distance ranks, so that re-ranking them by the
-full-precision distance gives the same k as a full-precision search would (near ties in the last
-places are the only difference half precision can make)."""
+"""Candidates beyond k that the exact plan ranks by the compact (half-precision) distance, so that
+re-ranking them by the full-precision distance gives the same k as a full-precision scan would (near
+ties in the last places are the only difference half precision can make). The HNSW plan, approximate
+anyway, takes k: every further candidate of a small share of the table costs the filtered scan another
+round of the graph."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,11 @@ async def plan_for_tenant(
     return choose_plan(int(rows or 0), exact_max_rows)
 
 
+def candidates(k: int, plan: Plan) -> int:
+    """How many nearest rows by compact distance the plan re-ranks by full precision."""
+    return k + RERANK_MARGIN if plan == "exact" else k
+
+
 def choose_plan(tenant_rows: int, exact_max_rows: int) -> Plan:
     return "exact" if tenant_rows <= exact_max_rows else "hnsw"
 
@@ -139,7 +146,7 @@ def vector_sql(scope: Scope, k: int, plan: Plan, params: dict[str, Any]) -> str:
     k nearest by full-precision distance are returned."""
     where = _where(scope, params)
     params["k"] = k
-    params["candidates"] = k + RERANK_MARGIN
+    params["candidates"] = candidates(k, plan)
     compact = _compact_distance(scope.dims)
     if plan == "exact":
         # No ORDER BY next to the distance, so no index can serve it: every candidate is scored.

@@ -12,7 +12,7 @@ from core.settings import Settings
 from embeddings.base import Embedder, QueryEmbedder
 from models.audit import ActingSession, Actor, TransactionFactory, write_audit_event
 from search.metrics import SearchMetrics
-from search.repository import RERANK_MARGIN, Plan, Scope, configure_hnsw, plan_for_tenant, text_search, vector_search
+from search.repository import Plan, Scope, configure_hnsw, plan_for_tenant, text_search, vector_search
 from search.schemas import QueryEmbedding, SearchRequest, SearchResponse, SearchResult
 from tenants.query_keys import QueryKeys
 
@@ -45,10 +45,10 @@ async def run_vector_query(
 
     The plan comes from the tenant's chunk counter and `search_exact_max_rows` unless
     given (tests and benchmarks force one). The HNSW plan searches with
-    `ef_search = max(search_ef_search, k + RERANK_MARGIN)`: the index never returns more rows
-    per scan round than ef_search, so a smaller value could not fill the candidates.
+    `ef_search = max(search_ef_search, k)`: the index never returns more rows per scan round
+    than ef_search, so a smaller value could not fill k.
     """
-    ef_search = max(settings.search_ef_search, k + RERANK_MARGIN)
+    ef_search = max(settings.search_ef_search, k)
     if plan is None:
         plan = await plan_for_tenant(
             session,

@@ -32,14 +32,10 @@ from models.audit import Actor, write_audit_event
 from models.tenant import Tenant
 from tenants import repository
 from tenants.schemas import PurgeReceipt
-from tenants.service import refuse_if_purged, refuse_while_offboarding, tenant_key_ref
+from tenants.service import live, refuse_if_purged, refuse_while_offboarding, tenant_key_ref
 
 PURGE_ACTOR = Actor(actor_id="phivault:offboarding", actor_type="system")
 _PAGE = 1000
-
-
-def _live(tenant: Tenant | None) -> Tenant | None:
-    return tenant if tenant is not None and tenant.deleted_at is None else None
 
 
 async def schedule_offboarding(db: Database, tenant_id: uuid.UUID, actor: Actor, retention: timedelta) -> Tenant | None:
@@ -47,7 +43,7 @@ async def schedule_offboarding(db: Database, tenant_id: uuid.UUID, actor: Actor,
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = _live(await repository.get_tenant(session, tenant_id, for_update=True))
+        tenant = live(await repository.get_tenant(session, tenant_id, for_update=True))
         if tenant is None:
             return None
         refuse_while_offboarding(tenant)
@@ -76,7 +72,7 @@ async def cancel_offboarding(db: Database, tenant_id: uuid.UUID, actor: Actor) -
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = _live(await repository.get_tenant(session, tenant_id, for_update=True))
+        tenant = live(await repository.get_tenant(session, tenant_id, for_update=True))
         if tenant is None:
             return None
         refuse_if_purged(tenant)
@@ -120,7 +116,7 @@ async def purge_tenant(
 async def _destroy_key(db: Database, keys: KeyProvider, store: ObjectStore, tenant_id: uuid.UUID) -> bool:
     """Step 1 (once): destroy the keys and draft the receipt. Whether step 2 is to be run."""
     async with db.tenant_session(tenant_id) as session:
-        tenant = _live(await repository.get_tenant(session, tenant_id, for_update=True))
+        tenant = live(await repository.get_tenant(session, tenant_id, for_update=True))
         if tenant is None or tenant.purged_at is not None:
             return False
         if tenant.purge_receipt is not None:

@@ -256,7 +256,8 @@ async def create_tenant(db: Database, name: str, actor: Actor, provision_keys: K
     raise TenantNameError("could not find a free slug for this tenant name")
 
 
-def _live(tenant: Tenant | None) -> Tenant | None:
+def live(tenant: Tenant | None) -> Tenant | None:
+    """The tenant unless it is missing or deleted (suspended ones included: the platform path still sees them)."""
     return tenant if tenant is not None and tenant.deleted_at is None else None
 
 
@@ -265,7 +266,7 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID, actor: Actor) -> Tenant
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = _live(await repository.get_tenant(session, tenant_id))
+        tenant = live(await repository.get_tenant(session, tenant_id))
         if tenant is not None:
             await write_audit_event(
                 session, actor.event(tenant_id, "tenant.viewed", resource_type="tenant", resource_id=tenant_id)
@@ -278,7 +279,7 @@ async def set_tenant_status(db: Database, tenant_id: uuid.UUID, status: str, act
     if tenant_id == SYSTEM_TENANT_ID:
         return None
     async with db.tenant_session(tenant_id) as session:
-        tenant = _live(await repository.get_tenant(session, tenant_id, for_update=True))
+        tenant = live(await repository.get_tenant(session, tenant_id, for_update=True))
         if tenant is None:
             return None
         if status == "active":

@@ -35,3 +35,23 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
         assert second.server.get_pid() != first.server.get_pid()
     finally:
         second.server.cleanup()
+
+
+def test_shared_buffers_is_set_once_and_kept(tmp_path: Path) -> None:
+    """`PHIVAULT_EMBEDDED_SHARED_BUFFERS`: the server restarts with it once; attaching again does not restart it."""
+    embedded = start_postgres(tmp_path, database="buffers", shared_buffers="256MB")
+
+    async def state() -> tuple[object, object]:
+        conn = await asyncpg.connect(embedded.url(database="buffers"))
+        try:
+            return await conn.fetchval("SHOW shared_buffers"), await conn.fetchval("SELECT pg_postmaster_start_time()")
+        finally:
+            await conn.close()
+
+    try:
+        buffers, started = run_in_fresh_loop(state)
+        assert buffers == "256MB"
+        start_postgres(tmp_path, database="buffers", shared_buffers="256MB")
+        assert run_in_fresh_loop(state) == (buffers, started)
+    finally:
+        embedded.server.cleanup()

@@ -282,3 +282,10 @@ def test_slow_tokenizer_is_refused() -> None:
 
     with pytest.raises(TypeError, match="fast"):
         HFTokenizer(SlowTokenizer())
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3, 64])
+def test_worker_processes_share_the_cores(monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert st_module.worker_threads(_settings(), processes) == max(1, 8 // processes)
+    assert st_module.worker_threads(_settings(embedding_threads=3), processes) == 3
