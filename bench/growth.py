@@ -33,6 +33,7 @@ from bench.stack import APP_PASSWORD, SHARED_BUFFERS
 from bench.zipf_corpus import DIM, NATIVE_DIM, allocate, make_corpus, zipf_sizes
 from core.db import Database, create_engine, to_libpq_url
 from core.keys import key_provider_from_settings
+from core.migrate import ensure_search_indexes
 from core.runtime import Services, throwaway_services
 from core.settings import Settings
 
@@ -60,6 +61,7 @@ async def measure_size(services: Services, settings: Settings, args: argparse.Na
         loaded = await load_corpus(conn, corpus, model_id=SYNTHETIC_MODEL, keys=key_provider_from_settings(settings))
     finally:
         await conn.close()
+    own = await ensure_search_indexes(services.owner_url, settings.search_tenant_index_min_rows)  # as `migrate` does
     print(f"{chunks} chunks: copy {loaded.copy_seconds:.1f}s, index build {loaded.index_seconds:.1f}s", flush=True)
 
     app = Database(create_engine(services.app_url, settings))
@@ -82,6 +84,7 @@ async def measure_size(services: Services, settings: Settings, args: argparse.Na
         "largest_tenant_rows": sizes[0],
         "smallest_tenant_rows": sizes[-1],
         "tenants_above_exact_max_rows": sum(1 for size in sizes if size > settings.search_exact_max_rows),
+        "tenants_with_own_index": len(own.tenants),
         "copy_seconds": round(loaded.copy_seconds, 1),
         "index_build_seconds": round(loaded.index_seconds, 1),
         "queries_per_pass": len(queries),

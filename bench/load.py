@@ -13,10 +13,10 @@ from pgvector.asyncpg import register_vector
 
 from bench.zipf_corpus import NATIVE_DIM, Corpus
 from core.keys import KeyProvider
-from models.chunk import compact_index_name
+from core.vector_indexes import shared_index_name
 
 SYNTHETIC_MODEL = "synthetic"
-HNSW_INDEX = compact_index_name(NATIVE_DIM)
+HNSW_INDEX = shared_index_name(NATIVE_DIM)
 
 
 @dataclass(frozen=True)

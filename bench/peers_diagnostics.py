@@ -151,14 +151,14 @@ async def phivault_explain(stack: Stack, tenant: uuid.UUID, vector: list[float])
                 ),
                 {"t": tenant},
             )
+            scope = Scope(tenant_id=tenant, model_id=settings.embedding_model, dims=NATIVE_DIM)
             plan: Plan = await plan_for_tenant(
                 session,
-                tenant,
+                scope,
                 exact_max_rows=settings.search_exact_max_rows,
                 ef_search=max(settings.search_ef_search, K),
                 max_scan_tuples=settings.search_max_scan_tuples,
             )
-            scope = Scope(tenant_id=tenant, model_id=settings.embedding_model, dims=NATIVE_DIM)
             params: dict[str, Any] = {"query_vector": query_literal(scope, vector)}
             sql = vector_sql(scope, K, plan, params)
             rows = await session.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql), params)

@@ -33,6 +33,7 @@ from bench.stats import counted_latency
 from bench.zipf_corpus import allocate, make_corpus, size_band, unit, zipf_sizes
 from core.db import to_libpq_url
 from core.keys import key_provider_from_settings
+from core.migrate import ensure_search_indexes
 from core.security import mint_token
 from models.chunk import EMBEDDING_DIM
 
@@ -163,12 +164,14 @@ def run_100k(stack: Stack, runner: PeerRunner, args: argparse.Namespace) -> dict
             await load_corpus(
                 conn, corpus, model_id=settings.embedding_model, keys=key_provider_from_settings(settings)
             )
+            # What `phivault migrate` does once the data is there: the large tenants' own indexes.
+            await ensure_search_indexes(stack.services.owner_url, settings.search_tenant_index_min_rows)
             return time.perf_counter() - started
         finally:
             await conn.close()
 
     phivault_load = asyncio.run(load_phivault())
-    print(f"PHIVault loaded (COPY + HNSW build) in {phivault_load:.0f}s; loading the peers", flush=True)
+    print(f"PHIVault loaded (COPY, HNSW builds) in {phivault_load:.0f}s; loading the peers", flush=True)
     ids = [str(c) for c in corpus.chunk_ids]
     tenant_keys = [str(t) for t in corpus.tenant_ids]
     tenant_of_row = np.empty(corpus.rows, dtype=np.int64)

@@ -28,7 +28,9 @@ PortOption = Annotated[int | None, typer.Option(help="Port to listen on (default
 
 
 def _migrate(settings: Settings, services: Services) -> None:
-    run_migrations(services.owner_url, settings.app_db_password.get_secret_value())
+    run_migrations(
+        services.owner_url, settings.app_db_password.get_secret_value(), settings.search_tenant_index_min_rows
+    )
 
 
 def _serve(settings: Settings, services: Services, host: str | None, port: int | None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +17,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.db import UnsafeDatabaseRole, to_libpq_url
-from core.settings import APP_ROLE
+from core.settings import APP_ROLE, DEFAULT_TENANT_INDEX_MIN_ROWS
+from core.vector_indexes import shared_index_sql, tenant_index_name, tenant_index_sql
 
 MIGRATIONS_PACKAGE = "migrations"
 """Found by name where it is installed (a checkout or the wheel), not imported: its env.py loads the models."""
@@ -145,40 +148,54 @@ async def _enable_app_login(owner_url: URL, password: str) -> None:
         await conn.close()
 
 
-def compact_index_sql(dims: int) -> str:
-    """The HNSW index over the compact vectors of one width (migration 0006 made the 384-d one)."""
-    return (
-        f"CREATE INDEX IF NOT EXISTS ix_document_chunks_compact_{dims}_hnsw ON document_chunks "
-        f"USING hnsw ((embedding_compact::halfvec({dims})) halfvec_cosine_ops) "
-        f"WITH (m = 16, ef_construction = 64) WHERE embedding_dims = {dims}"
-    )
+@dataclass(frozen=True)
+class SearchIndexes:
+    """What `ensure_search_indexes` found the chunks to need: the widths, and the (tenant, width) pairs
+    with an index of their own."""
+
+    widths: list[int]
+    tenants: list[tuple[uuid.UUID, int]]
 
 
-async def ensure_compact_indexes(owner_url: URL) -> list[int]:
-    """An HNSW index for every embedding width the chunks hold, so a model of another width than the
-    default's is searched through an index too once its chunks exist (run `phivault migrate` after
-    switching models and re-embedding). Returns the widths indexed."""
+async def ensure_search_indexes(owner_url: URL, tenant_index_min_rows: int) -> SearchIndexes:
+    """A shared HNSW index for every embedding width the chunks hold, and one of its own for every tenant with at
+    least `tenant_index_min_rows` chunks of a width (`core/vector_indexes.py`). Run by `phivault migrate`: run it
+    again after switching models, and as tenants grow (an index left invalid by an interrupted build is rebuilt)."""
     conn = await asyncpg.connect(to_libpq_url(owner_url))
     try:
         widths: set[int] = set()
+        large: list[tuple[uuid.UUID, int]] = []
         # Tenant by tenant, as row-level security wants even of an owner that is not a superuser.
         async with conn.transaction():
             for tenant_id in [row[0] for row in await conn.fetch("SELECT phivault_tenant_ids()")]:
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
-                found = await conn.fetch(
-                    "SELECT DISTINCT embedding_dims FROM document_chunks WHERE tenant_id = $1", tenant_id
+                counts = await conn.fetch(
+                    "SELECT embedding_dims, count(*) FROM document_chunks WHERE tenant_id = $1 GROUP BY 1", tenant_id
                 )
-                widths.update(int(row[0]) for row in found)
+                widths.update(int(dims) for dims, _ in counts)
+                large += [(tenant_id, int(dims)) for dims, rows in counts if rows >= tenant_index_min_rows]
         for dims in sorted(widths):
-            await conn.execute(compact_index_sql(dims))
-        return sorted(widths)
+            await conn.execute(shared_index_sql(dims))
+        for tenant_id, dims in large:
+            name = tenant_index_name(tenant_id, dims)
+            if await conn.fetchval(_INVALID_INDEX, name):
+                await conn.execute(f"DROP INDEX CONCURRENTLY {name}")
+            await conn.execute(tenant_index_sql(tenant_id, dims))  # outside a transaction: CONCURRENTLY
+        return SearchIndexes(widths=sorted(widths), tenants=large)
     finally:
         await conn.close()
 
 
-def migrate(owner_url: URL, app_password: str) -> None:
-    """Bring the schema to head, index every embedding width present, and (re)set the runtime role:
+_INVALID_INDEX = (
+    "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1"
+)
+
+
+def migrate(
+    owner_url: URL, app_password: str, tenant_index_min_rows: int = DEFAULT_TENANT_INDEX_MIN_ROWS
+) -> None:
+    """Bring the schema to head, create the search indexes the chunks need, and (re)set the runtime role:
     login, password, no privileges beyond grants."""
     upgrade(owner_url)
-    asyncio.run(ensure_compact_indexes(owner_url))
+    asyncio.run(ensure_search_indexes(owner_url, tenant_index_min_rows))
     asyncio.run(_enable_app_login(owner_url, app_password))

@@ -59,5 +59,5 @@ def throwaway_services(settings: Settings) -> Services:
         embedded_postgres=postgres,
         embedded_redis=redis,
     )
-    migrate(services.owner_url, settings.app_db_password.get_secret_value())
+    migrate(services.owner_url, settings.app_db_password.get_secret_value(), settings.search_tenant_index_min_rows)
     return services

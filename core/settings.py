@@ -16,6 +16,8 @@ DEV_JWT_SECRET = "phivault-development-secret-change-me"  # noqa: S105 - a known
 DEV_APP_DB_PASSWORD = "phivault-app-development"  # noqa: S105 - a known dev default, refused in production
 
 APP_ROLE = "phivault_app"
+DEFAULT_TENANT_INDEX_MIN_ROWS = 2500
+
 
 
 class SettingsError(RuntimeError):
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
 
     search_ef_search: int = Field(default=100, ge=1, le=1000)
     search_exact_max_rows: int = Field(default=5000, ge=0)
+    search_tenant_index_min_rows: int = Field(default=DEFAULT_TENANT_INDEX_MIN_ROWS, ge=1)
+    """`phivault migrate` gives a tenant with at least this many chunks an HNSW index of its own; a tenant
+    with one is searched through it (the HNSW plan), whatever `search_exact_max_rows` says."""
     search_max_scan_tuples: int = Field(default=20000, ge=1)
 
     rate_limits_enabled: bool | None = None

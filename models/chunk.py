@@ -19,15 +19,12 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.vector_indexes import shared_index_name
 from models.base import Base, created_at_column, tenant_fk, uuid_pk
 
 EMBEDDING_DIM = 1024
 DEFAULT_COMPACT_DIMS = 384
 """The width of the default model (all-MiniLM-L6-v2), whose compact index migration 0006 creates."""
-
-
-def compact_index_name(dims: int) -> str:
-    return f"ix_document_chunks_compact_{dims}_hnsw"
 
 
 class DocumentChunk(Base):
@@ -50,7 +47,7 @@ class DocumentChunk(Base):
         Index("ix_document_chunks_tenant_id_document_id", "tenant_id", "document_id"),
         CheckConstraint("embedding_dims BETWEEN 1 AND 1024", name="embedding_dims"),
         Index(
-            compact_index_name(DEFAULT_COMPACT_DIMS),
+            shared_index_name(DEFAULT_COMPACT_DIMS),
             sql_text(f"(embedding_compact::halfvec({DEFAULT_COMPACT_DIMS})) halfvec_cosine_ops"),
             postgresql_using="hnsw",
             postgresql_with={"m": 16, "ef_construction": 64},

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.vector_indexes import tenant_index_name
 from search.schemas import SearchResult
 
 Plan = Literal["exact", "hnsw"]
@@ -104,32 +105,39 @@ def _compact_distance(dims: int) -> str:
 
 
 _PLAN_SETTINGS = text(
-    "SELECT coalesce(sum(chunk_count), 0) AS rows, "
+    "WITH facts AS (SELECT "
+    "(SELECT coalesce(sum(chunk_count), 0) FROM documents "
+    "WHERE tenant_id = :t AND deleted_at IS NULL AND status = 'ready') AS rows, "
+    "EXISTS (SELECT 1 FROM pg_index i JOIN pg_class r ON r.oid = i.indexrelid "
+    "WHERE r.relname = :own_index AND i.indisvalid) AS own_index) "
+    "SELECT rows, own_index, "
     "set_config('hnsw.ef_search', :ef_search, true), "
     "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true), "
-    "set_config('enable_sort', CASE WHEN coalesce(sum(chunk_count), 0) > :exact_max_rows THEN 'off' ELSE 'on' END, "
-    "true) "
-    "FROM documents WHERE tenant_id = :t AND deleted_at IS NULL AND status = 'ready'"
+    "set_config('enable_sort', CASE WHEN own_index OR rows > :exact_max_rows THEN 'off' ELSE 'on' END, true) "
+    "FROM facts"
 )
 
 
 async def plan_for_tenant(
-    session: AsyncSession, tenant_id: uuid.UUID, *, exact_max_rows: int, ef_search: int, max_scan_tuples: int
+    session: AsyncSession, scope: Scope, *, exact_max_rows: int, ef_search: int, max_scan_tuples: int
 ) -> Plan:
-    """The plan from the tenant's chunk counter (no scan of the chunks), with the HNSW plan's
-    transaction-local settings applied in the same round trip (harmless to the exact plan, whose
-    sorting stays on)."""
-    rows = await session.scalar(
-        _PLAN_SETTINGS,
-        {
-            "t": tenant_id,
-            "ef_search": str(ef_search),
-            "max_scan_tuples": str(max_scan_tuples),
-            "exact_max_rows": exact_max_rows,
-        },
-    )
-    return choose_plan(int(rows or 0), exact_max_rows)
+    """The plan from the tenant's chunk counter (no scan of the chunks) and whether it has an HNSW index of its
+    own (`core/vector_indexes.py`), with the HNSW plan's transaction-local settings applied in the same round
+    trip (harmless to the exact plan, whose sorting stays on)."""
+    facts = (
+        await session.execute(
+            _PLAN_SETTINGS,
+            {
+                "t": scope.tenant_id,
+                "own_index": tenant_index_name(scope.tenant_id, scope.dims),
+                "ef_search": str(ef_search),
+                "max_scan_tuples": str(max_scan_tuples),
+                "exact_max_rows": exact_max_rows,
+            },
+        )
+    ).one()
+    return choose_plan(int(facts.rows or 0), exact_max_rows, own_index=bool(facts.own_index))
 
 
 def candidates(k: int, plan: Plan) -> int:
@@ -137,8 +145,9 @@ def candidates(k: int, plan: Plan) -> int:
     return k + RERANK_MARGIN if plan == "exact" else k
 
 
-def choose_plan(tenant_rows: int, exact_max_rows: int) -> Plan:
-    return "exact" if tenant_rows <= exact_max_rows else "hnsw"
+def choose_plan(tenant_rows: int, exact_max_rows: int, *, own_index: bool = False) -> Plan:
+    """HNSW through the tenant's own index when it has one; else exact up to `exact_max_rows`, HNSW above."""
+    return "hnsw" if own_index or tenant_rows > exact_max_rows else "exact"
 
 
 def vector_sql(scope: Scope, k: int, plan: Plan, params: dict[str, Any]) -> str:
@@ -156,9 +165,12 @@ def vector_sql(scope: Scope, k: int, plan: Plan, params: dict[str, Any]) -> str:
             "nearest AS MATERIALIZED (SELECT row FROM candidates ORDER BY distance, id LIMIT :candidates)"
         )
     else:
+        # The tenant as a literal too, so that the predicate of its own index (if it has one) is proved under
+        # any plan; the planner then prefers that smaller index to the shared one.
+        own = f"c.tenant_id = '{scope.tenant_id}'::uuid"
         nearest = (
-            f"nearest AS MATERIALIZED (SELECT c.ctid AS row FROM {_FROM} WHERE {where} ORDER BY {compact} "
-            "LIMIT :candidates)"
+            f"nearest AS MATERIALIZED (SELECT c.ctid AS row FROM {_FROM} WHERE {where} AND {own} "
+            f"ORDER BY {compact} LIMIT :candidates)"
         )
     # The candidates are fetched back by their row address (a TID scan of an InitPlan's array: the same
     # statement, so the same snapshot), not joined back by id: a generic plan estimates every tenant at the

@@ -52,7 +52,7 @@ async def run_vector_query(
     if plan is None:
         plan = await plan_for_tenant(
             session,
-            scope.tenant_id,
+            scope,
             exact_max_rows=settings.search_exact_max_rows,
             ef_search=ef_search,
             max_scan_tuples=settings.search_max_scan_tuples,

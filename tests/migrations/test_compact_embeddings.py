@@ -1,5 +1,6 @@
 """Migration 0006: chunks that existed before it get their model's width and a compact vector, stored
-inline; `phivault migrate` indexes every width the chunks hold; the downgrade restores the full index."""
+inline; `phivault migrate` indexes every width the chunks hold, and gives large tenants their own index;
+the downgrade restores the full index."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 
 from core import migrate
+from core.vector_indexes import tenant_index_name
 from tests.migrations.conftest import Databases, execute, rows
 
 REVISION = "0006_compact_embeddings"
@@ -53,13 +55,21 @@ async def test_existing_chunks_get_their_width_and_an_inline_compact_vector(data
     assert storage == [("p",)]  # PLAIN: never compressed, never moved out of line
 
     await asyncio.to_thread(migrate.upgrade, databases.owner)
-    assert sorted(await migrate.ensure_compact_indexes(databases.owner)) == [8, 384]
+    # The tenant holds two chunks of width 8 and one of 384: with a threshold of two, width 8 gets its own index.
+    found = await migrate.ensure_search_indexes(databases.owner, tenant_index_min_rows=2)
+    assert found == migrate.SearchIndexes(widths=[8, 384], tenants=[(tenant, 8)])
     indexes = await rows(
         databases.superuser,
-        "SELECT indexname FROM pg_indexes WHERE tablename = 'document_chunks' AND indexdef LIKE '%USING hnsw%' "
-        "ORDER BY indexname",
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'document_chunks' "
+        "AND indexdef LIKE '%USING hnsw%' ORDER BY indexname",
     )
-    assert indexes == [("ix_document_chunks_compact_384_hnsw",), ("ix_document_chunks_compact_8_hnsw",)]
+    assert [name for name, _ in indexes] == [
+        "ix_document_chunks_compact_384_hnsw",
+        "ix_document_chunks_compact_8_hnsw",
+        tenant_index_name(tenant, 8),
+    ]
+    assert f"tenant_id = '{tenant}'::uuid" in str(indexes[2][1])
+    assert await migrate.ensure_search_indexes(databases.owner, tenant_index_min_rows=2) == found  # idempotent
 
     await asyncio.to_thread(migrate.downgrade, databases.owner, "0005_tenant_listing")
     indexes = await rows(

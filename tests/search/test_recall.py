@@ -40,6 +40,7 @@ from core import migrate
 from core.db import Database, create_engine, to_libpq_url
 from core.runtime import Services
 from core.settings import Settings
+from core.vector_indexes import tenant_index_name
 from search.repository import Plan, Scope, configure_hnsw, explain_vector_search, query_literal, vector_sql
 from search.service import run_vector_query
 from tests.harness import scratch_database
@@ -77,7 +78,13 @@ async def recall_db(services: Services, owner_engine: AsyncEngine, settings: Set
             assert after == before  # the migration's index, rebuilt from its own definition
         finally:
             await raw.close()
-        search_settings = settings.model_copy(update={"search_exact_max_rows": EXACT_MAX_ROWS})
+        # What `phivault migrate` does after the load: the tenants above the exact plan's threshold get their
+        # own HNSW index (the shared one still serves the rest, and forced HNSW on small tenants).
+        indexes = await migrate.ensure_search_indexes(owner_url, tenant_index_min_rows=EXACT_MAX_ROWS + 1)
+        assert len(indexes.tenants) == sum(1 for size in corpus.sizes if size > EXACT_MAX_ROWS)
+        search_settings = settings.model_copy(
+            update={"search_exact_max_rows": EXACT_MAX_ROWS, "search_tenant_index_min_rows": EXACT_MAX_ROWS + 1}
+        )
         database = Database(create_engine(services.app_url.set(database=owner_url.database), search_settings))
         rng = np.random.default_rng(2024)
         queries = [make_queries(corpus, t, QUERIES_PER_TENANT, rng) for t in range(TENANTS)]
@@ -180,6 +187,7 @@ async def test_forced_hnsw_recall_for_every_tenant(recall_db: RecallDatabase) ->
 
 
 async def test_explain_shows_which_plan_uses_the_index(recall_db: RecallDatabase) -> None:
+    """HNSW: the largest tenant through its own index, the smallest (forced) through the shared one; exact: neither."""
     corpus = recall_db.corpus
     settings = recall_db.settings
     for tenant in (0, int(np.argmin(corpus.sizes))):
@@ -190,8 +198,10 @@ async def test_explain_shows_which_plan_uses_the_index(recall_db: RecallDatabase
             hnsw = await explain_vector_search(session, scope, vector, K, "hnsw")
         async with recall_db.database.tenant_session(scope.tenant_id) as session:
             exact = await explain_vector_search(session, scope, vector, K, "exact")
-        assert f"Index Scan using {HNSW_INDEX}" in hnsw, hnsw
-        assert HNSW_INDEX not in exact, exact
+        own = tenant_index_name(scope.tenant_id, scope.dims)
+        expected = own if corpus.sizes[tenant] > EXACT_MAX_ROWS else HNSW_INDEX
+        assert f"Index Scan using {expected} " in hnsw, hnsw
+        assert "Index Scan using ix_document_chunks_compact" not in exact, exact
 
 
 def _literal(value: object) -> str:
@@ -237,7 +247,8 @@ async def test_generic_plans_keep_the_chosen_shape_for_every_tenant_size(recall_
                 await configure_hnsw(session, settings.search_ef_search, settings.search_max_scan_tuples)
             explained = await _explain_generic(session, sql, params)
         assert "Tid Scan on public.document_chunks c" in explained, explained
-        assert (f"Index Scan using {HNSW_INDEX}" in explained) == (plan == "hnsw"), explained
+        own = tenant_index_name(scope.tenant_id, scope.dims)
+        assert (f"Index Scan using {own} " in explained) == (plan == "hnsw"), explained
         per_row = [line for line in explained.splitlines() if "Output:" in line and "<=>" in line]
         assert per_row, explained
         assert all("InitPlan" in line and "::text)::" not in line for line in per_row), per_row
