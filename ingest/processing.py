@@ -38,6 +38,7 @@ from core.keys import DecryptionError, TenantKeyRef
 from core.settings import Settings
 from core.storage import ObjectStore
 from embeddings.base import Embedder
+from embeddings.model_thread import on_model_thread
 from ingest import repository
 from ingest.chunking import Chunk, chunk_sections
 from ingest.extract import ExtractionLimits, extract_sections
@@ -150,7 +151,7 @@ async def prepare(
         progress = ChunkProgress(chunks_total=len(chunks), chunks_embedded=len(vectors))
         recording = asyncio.create_task(record_progress(db, tenant_id, document_id, claimed.attempts, progress))
         try:
-            vectors += await asyncio.to_thread(embedder.embed_documents, texts)
+            vectors += await on_model_thread(embedder.embed_documents, texts)
         finally:
             await recording  # never left running: a cancelled query would spoil its connection
         CHUNKS_EMBEDDED.inc(len(texts))

@@ -8,12 +8,12 @@ safe to interrupt, re-run, or run beside the worker.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 
 from core.db import Database
 from embeddings.base import Embedder
+from embeddings.model_thread import on_model_thread
 from ingest import repository
 from models.audit import Actor, write_audit_event
 
@@ -39,7 +39,7 @@ async def reembed_tenant(
             rows = await repository.stale_chunks(session, tenant_id, embedder.model_id, batch_size)
             if not rows:
                 return done
-            vectors = await asyncio.to_thread(embedder.embed_documents, [row.text for row in rows])
+            vectors = await on_model_thread(embedder.embed_documents, [row.text for row in rows])
             for row, vector in zip(rows, vectors, strict=True):
                 await repository.set_chunk_embedding(
                     session, tenant_id, row.id, vector, embedder.model_id, embedder.native_dim

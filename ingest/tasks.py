@@ -23,7 +23,7 @@ import os
 import threading
 import uuid
 from collections.abc import Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from core.runtime import Services, resolve_services
 from core.settings import Settings, get_settings
 from core.storage import ObjectStore, object_store_from_settings
 from embeddings.base import Embedder
+from embeddings.model_thread import model_executor
 from embeddings.sentence_transformer import limit_threads, warm_embedder, worker_threads
 from ingest.maintenance import purge_deleted, reconcile
 from ingest.processing import is_transient
@@ -66,9 +67,7 @@ class WorkerRuntime:
         """Begin loading the model, and running it once, without blocking the caller (idempotent): the
         first document does not pay for the model's slow first encode."""
         if self._embedder is None:
-            loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="phivault-model")
-            self._embedder = loader.submit(warm_embedder, self.settings)
-            loader.shutdown(wait=False)  # the thread ends once the load is done
+            self._embedder = model_executor().submit(warm_embedder, self.settings)  # where it will encode
 
     def get_embedder(self) -> Embedder:
         """The loaded model; waits for a load in progress (and raises what the load raised)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import SYSTEM_TENANT_ID, Database
 from core.settings import Settings
 from embeddings.base import Embedder, QueryEmbedder
+from embeddings.model_thread import on_model_thread
 from models.audit import ActingSession, Actor, TransactionFactory, write_audit_event
 from search.metrics import SearchMetrics
 from search.repository import Plan, Scope, configure_hnsw, plan_for_tenant, text_search, vector_search
@@ -78,7 +78,7 @@ async def search(
     transaction's last statement. The query's HMAC for the audit is computed in memory from the tenant row
     the transaction already read (`tenants.query_keys`)."""
     started = time.perf_counter()
-    query_vector = await asyncio.to_thread(embedder.embed_query, request.query)
+    query_vector = await on_model_thread(embedder.embed_query, request.query)
     async with transaction() as tx:
         query_hmac = await query_keys.digest(tx.tenant, request.query)
         plan, hits = await _retrieve(tx, embedder, request, query_vector, settings)
@@ -135,7 +135,7 @@ async def embed_query(db: Database, embedder: Embedder, query: str, actor: Actor
 
     The model works before the transaction opens; the text concerns no one tenant and is never recorded:
     `embedding.computed` (model and dimension only) is written under the system tenant."""
-    vector = await asyncio.to_thread(embedder.embed_query, query)
+    vector = await on_model_thread(embedder.embed_query, query)
     async with db.tenant_session(SYSTEM_TENANT_ID) as session:
         await write_audit_event(
             session,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from core.db import SYSTEM_TENANT_ID, Database
 from core.settings import Settings
 from embeddings.base import Embedder
+from embeddings.model_thread import on_model_thread
 from embeddings.sentence_transformer import WARM_UP_TEXT, warm_embedder
 from models.audit import SYSTEM_ACTOR, write_audit_event
 from search.repository import Scope, text_search
@@ -52,8 +53,8 @@ async def warm_search(db: Database, settings: Settings) -> Embedder:
 
     A database that cannot be reached at start-up does not hold the model back: the rehearsal is
     skipped (and logged), and `/readyz` reports the database on its own."""
-    embedder = await asyncio.to_thread(warm_embedder, settings)
-    query_vector = await asyncio.to_thread(embedder.embed_query, WARM_UP_TEXT)
+    embedder = await on_model_thread(warm_embedder, settings)
+    query_vector = await on_model_thread(embedder.embed_query, WARM_UP_TEXT)
     try:
         await asyncio.gather(
             *(_rehearse(db, embedder, settings, query_vector) for _ in range(settings.db_pool_size))

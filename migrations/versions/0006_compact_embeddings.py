@@ -15,7 +15,7 @@ dimensions. Two columns make the search read only what the model produced:
 The HNSW index over the padded `embedding` is replaced by one over `embedding_compact` for the
 default model's 384 dimensions (a partial index on `embedding_dims = 384`, the expression cast to
 `halfvec(384)` because an index needs one width). `phivault migrate` creates the same index for any
-other width found in the data (`core.migrate.ensure_compact_indexes`).
+other width found in the data (`core.migrate.ensure_search_indexes`).
 
 Revision ID: 0006_compact_embeddings
 Revises: 0005_tenant_listing
@@ -38,7 +38,7 @@ FULL_INDEX = "ix_document_chunks_embedding_hnsw"
 
 
 def _compact_index_sql(dims: int) -> str:
-    """The HNSW index over the compact vectors of one width (`core.migrate.ensure_compact_indexes` makes others)."""
+    """The HNSW index over the compact vectors of one width (`core.migrate.ensure_search_indexes` makes others)."""
     return (
         f"CREATE INDEX IF NOT EXISTS ix_document_chunks_compact_{dims}_hnsw ON document_chunks "
         f"USING hnsw ((embedding_compact::halfvec({dims})) halfvec_cosine_ops) "
