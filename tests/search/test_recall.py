@@ -252,3 +252,15 @@ async def test_generic_plans_keep_the_chosen_shape_for_every_tenant_size(recall_
         per_row = [line for line in explained.splitlines() if "Output:" in line and "<=>" in line]
         assert per_row, explained
         assert all("InitPlan" in line and "::text)::" not in line for line in per_row), per_row
+
+
+async def test_a_tenant_with_its_own_index_takes_the_hnsw_plan_whatever_the_threshold(
+    recall_db: RecallDatabase,
+) -> None:
+    corpus = recall_db.corpus
+    never_by_size = recall_db.settings.model_copy(update={"search_exact_max_rows": 10**9})
+    for tenant, expected in ((0, "hnsw"), (int(np.argmin(corpus.sizes)), "exact")):
+        scope = Scope(tenant_id=corpus.tenant_ids[tenant], model_id=SYNTHETIC_MODEL, dims=corpus.native_dim)
+        async with recall_db.database.tenant_session(scope.tenant_id) as session:
+            plan, hits = await run_vector_query(session, scope, recall_db.queries[tenant][0].tolist(), K, never_by_size)
+        assert (plan, len(hits)) == (expected, K)
