@@ -663,6 +663,11 @@ TRIED = [
     "is last. Still per search: the tenant context, the tenant row, the user (and its grant), the plan "
     "statement, the search, the audit row, the commit. Left: folding them into fewer statements, and serving "
     "the API from more than one process (uvicorn runs one; the embedding holds it near one core).",
+    "- **One model thread per process** (goals 1, 5; `embeddings/model_thread.py`): `asyncio.to_thread` spread "
+    "encodes over the default executor's threads, each starting its own torch thread pool; every encode now "
+    "runs on one thread (the ~700-chunk peers run before and after it: PHIVault p50 30.4 then 27.0 ms, "
+    "`took_ms` 26.3 then 23.0). Every run here but `search.json` and `growth.json` came after it (their "
+    "in-database figures do not embed; `search.json`'s HTTP figures do).",
     "- **No cold start** (goal 4): the API rehearses every search statement on `db_pool_size` connections "
     "before `/readyz` turns green (`search/warmup.py`, `tests/search/test_warmup.py`); `phivault search` "
     "embeds through a running API (`POST /v1/embeddings/query`) and does not import torch. A user's very first "
