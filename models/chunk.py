@@ -14,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     UniqueConstraint,
+    literal_column,
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
@@ -48,8 +49,9 @@ class DocumentChunk(Base):
         CheckConstraint("embedding_dims BETWEEN 1 AND 1024", name="embedding_dims"),
         Index(
             shared_index_name(DEFAULT_COMPACT_DIMS),
-            sql_text(f"(embedding_compact::halfvec({DEFAULT_COMPACT_DIMS})) halfvec_cosine_ops"),
+            literal_column(f"(embedding_compact::halfvec({DEFAULT_COMPACT_DIMS}))").label("compact"),
             postgresql_using="hnsw",
+            postgresql_ops={"compact": "halfvec_cosine_ops"},
             postgresql_with={"m": 16, "ef_construction": 64},
             postgresql_where=sql_text(f"embedding_dims = {DEFAULT_COMPACT_DIMS}"),
         ),
