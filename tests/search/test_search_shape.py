@@ -6,6 +6,7 @@ works), and the audit row, which holds the tenant's chain lock until commit, is 
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ class MarkingEmbedder(HashEmbedder):
 
     def __init__(self, timeline: list[str]) -> None:
         self.timeline = timeline
+        self.threads: set[str] = set()
 
     def embed_query(self, text: str) -> list[float]:
         self.timeline.append(EMBEDDED)
+        self.threads.add(threading.current_thread().name)
         return super().embed_query(text)
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
@@ -41,6 +44,7 @@ class MarkingEmbedder(HashEmbedder):
 class Traced:
     http: httpx.AsyncClient
     timeline: list[str]
+    embedder: MarkingEmbedder
 
 
 @pytest.fixture
@@ -52,12 +56,13 @@ async def traced(settings: Settings, services: Services) -> AsyncIterator[Traced
             state: AppState = app.state.phivault
             await state.embedder  # the start-up rehearsal (search.warmup) is done: its statements are not traced
             with database_timeline(state.database.engine) as timeline:
+                marking = MarkingEmbedder(timeline)
                 embedder: asyncio.Future[Embedder] = asyncio.get_running_loop().create_future()
-                embedder.set_result(MarkingEmbedder(timeline))
+                embedder.set_result(marking)
                 state.embedder = embedder
                 transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
                 async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
-                    yield Traced(http=http, timeline=timeline)
+                    yield Traced(http=http, timeline=timeline, embedder=marking)
 
 
 def _open_transactions(timeline: list[str]) -> int:
@@ -99,3 +104,17 @@ async def test_a_known_user_searching_again_writes_nothing_but_the_audit_row(
         if entry.startswith(("INSERT", "UPDATE", "DELETE")) and "audit_logs" not in entry
     ]
     assert writes == [], writes
+
+
+async def test_every_query_is_embedded_on_the_one_model_thread(
+    traced: Traced, tokens: Tokens, tenant_id: uuid.UUID
+) -> None:
+    """Never on the default executor's threads, each of which would start its own torch thread pool."""
+    headers = tokens.headers("viewer", tenant_id)
+    searches = [
+        traced.http.post("/v1/search", json={"query": f"night cough {i}", "mode": "vector"}, headers=headers)
+        for i in range(6)
+    ]
+    assert all(response.status_code == 200 for response in await asyncio.gather(*searches))
+    assert len(traced.embedder.threads) == 1
+    assert next(iter(traced.embedder.threads)).startswith("phivault-model")
