@@ -104,6 +104,13 @@ def _compact_distance(dims: int) -> str:
     return f"c.embedding_compact::halfvec({dims}) <=> (SELECT CAST(CAST(:query_vector AS text) AS halfvec({dims})))"
 
 
+_HNSW_SETTINGS = (
+    "set_config('hnsw.ef_search', :ef_search, true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true)"
+)
+"""The HNSW plan's transaction-local index settings, shared by the chosen plan's statement and a forced one's."""
+
 _PLAN_SETTINGS = text(
     "WITH facts AS (SELECT "
     "(SELECT coalesce(sum(chunk_count), 0) FROM documents "
@@ -111,9 +118,7 @@ _PLAN_SETTINGS = text(
     "EXISTS (SELECT 1 FROM pg_index i JOIN pg_class r ON r.oid = i.indexrelid "
     "WHERE r.relname = :own_index AND i.indisvalid) AS own_index) "
     "SELECT rows, own_index, "
-    "set_config('hnsw.ef_search', :ef_search, true), "
-    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true), "
+    f"{_HNSW_SETTINGS}, "
     "set_config('enable_sort', CASE WHEN own_index OR rows > :exact_max_rows THEN 'off' ELSE 'on' END, true) "
     "FROM facts"
 )
@@ -183,9 +188,7 @@ def vector_sql(scope: Scope, k: int, plan: Plan, params: dict[str, Any]) -> str:
 
 
 _CONFIGURE_HNSW = text(
-    "SELECT set_config('hnsw.ef_search', :ef_search, true), "
-    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.max_scan_tuples', :max_scan_tuples, true), "
+    f"SELECT {_HNSW_SETTINGS}, "
     "set_config('enable_sort', 'off', true)"
 )
 

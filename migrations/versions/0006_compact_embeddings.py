@@ -77,12 +77,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute(
-        "DO $$ DECLARE name text; BEGIN "
-        "FOR name IN SELECT indexname FROM pg_indexes WHERE tablename = 'document_chunks' "
-        "AND indexname LIKE 'ix_document_chunks_compact_%_hnsw' LOOP EXECUTE format('DROP INDEX %I', name); "
-        "END LOOP; END $$"
-    )
+    # Every index over `embedding_compact` (the shared ones, and the tenants' own that `phivault migrate` built)
+    # goes with the column.
     op.execute(
         "ALTER TABLE document_chunks DROP COLUMN embedding_compact, "
         "DROP CONSTRAINT ck_document_chunks_embedding_dims, DROP COLUMN embedding_dims"
